@@ -1,0 +1,170 @@
+"""Every check of user input, in Python, before any compiled code runs.
+
+Policy (also in the README):
+
+- Arrays are taken as they are, never copied or converted silently: ``params``, ``X``, float
+  targets ``Y`` and ``out`` must be NumPy arrays of the network's dtype (``TypeError`` otherwise;
+  convert once with ``.astype(net.dtype)``), C-contiguous (``ValueError``; use
+  ``np.ascontiguousarray``), with the documented shapes (``ValueError``). The one exception is
+  integer labels, which may have any integer dtype and are converted to ``int64`` when they are not
+  already.
+- Inputs may be read-only (nothing writes to them); ``out`` must be writable and must not overlap
+  ``params``, ``X`` or ``Y``.
+- Values that need a pass over the data are checked by the compiled entry point's first step,
+  before it writes anything (:func:`fastprop.cpu.common.check_values`), and reported here as
+  ``ValueError`` by :func:`raise_for_status`: labels out of ``[0, n_outputs)`` always (they index
+  memory), NaN or infinity in ``X``, ``Y`` or ``params`` unless ``check_finite=False``. The shapes
+  checked here are what makes every read of that step in bounds.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from .activations import ACTIVATIONS
+from .cpu.common import LABEL_OUT_OF_RANGE, PARAMS_NOT_FINITE, X_NOT_FINITE, Y_NOT_FINITE
+from .losses import COMPATIBLE_OUTPUTS, LOSSES, OUTPUTS, TARGET_KINDS
+
+#: A dummy label array passed to the kernels when the targets are float rows.
+NO_LABELS = np.empty(0, dtype=np.int64)
+NO_LABELS.flags.writeable = False
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_sizes(sizes: object) -> tuple[int, ...]:
+    """Layer widths: a sequence of at least two positive integers."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise TypeError(f"sizes must be a sequence of integers, got {type(sizes).__name__}")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must hold the input width and at least one layer width, got "
+                         f"{list(sizes)}")
+    for width in sizes:
+        if isinstance(width, bool) or not isinstance(width, numbers.Integral):
+            raise TypeError(f"sizes must hold integers, got {width!r} in {list(sizes)}")
+        if width < 1:
+            raise ValueError(f"sizes must all be >= 1, got {list(sizes)}")
+    return tuple(int(width) for width in sizes)
+
+
+def check_activations(activation: object, n_hidden: int) -> tuple[str, ...]:
+    """One activation name per hidden layer, from one name or a list of names."""
+    if isinstance(activation, str):
+        return (_choice("activation", activation, list(ACTIVATIONS)),) * n_hidden
+    if not isinstance(activation, Sequence):
+        raise TypeError(f"activation must be a name or a list of names, got {activation!r}")
+    if len(activation) != n_hidden:
+        raise ValueError(f"activation must name one activation per hidden layer ({n_hidden}), "
+                         f"got {len(activation)}: {list(activation)}")
+    return tuple(_choice("activation", name, list(ACTIVATIONS)) for name in activation)
+
+
+def check_output_and_loss(output: object, loss: object) -> tuple[str, str]:
+    """A known output activation and a known loss that accepts it."""
+    output = _choice("output", output, list(OUTPUTS))
+    loss = _choice("loss", loss, list(LOSSES))
+    if output not in COMPATIBLE_OUTPUTS[loss]:
+        raise ValueError(f"loss {loss!r} needs output in {list(COMPATIBLE_OUTPUTS[loss])}, "
+                         f"got output={output!r}")
+    return output, loss
+
+
+def check_l2(l2: object) -> float:
+    """A finite, non-negative real number."""
+    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
+        raise TypeError(f"l2 must be a real number, got {l2!r}")
+    if not (math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
+    return float(l2)
+
+
+def check_dtype(dtype: object) -> np.dtype:
+    """``float32`` or ``float64``."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return resolved
+
+
+def check_array(name: str, array: object, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-contiguous ndarray of ``dtype`` and ``shape`` (``-1`` in ``shape``: any length >= 1)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+    if array.dtype != dtype:
+        raise TypeError(f"{name} has dtype {array.dtype}, but the network's dtype is {dtype}: "
+                        f"convert it once with {name}.astype(np.{dtype})")
+    if array.ndim != len(shape) or any(want not in (-1, got)
+                                       for want, got in zip(shape, array.shape)):
+        expected = "(" + ", ".join("n" if n == -1 else str(n) for n in shape) + ",)" * (
+            len(shape) == 1) + ")" * (len(shape) != 1)
+        raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
+    if array.ndim and array.shape[0] == 0:
+        raise ValueError(f"{name} is empty: a batch needs at least one sample")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous: pass np.ascontiguousarray({name})")
+    return array
+
+
+def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
+                  n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(Y_rows, labels)`` for the kernels: one of them holds the targets, the other is empty."""
+    kind = TARGET_KINDS[loss]
+    if not isinstance(Y, np.ndarray):
+        raise TypeError(f"Y must be a numpy.ndarray, got {type(Y).__name__}")
+    if Y.dtype.kind in "iu" and kind != "rows":
+        if Y.ndim != 1 or Y.shape[0] != batch:
+            raise ValueError(f"Y must hold one integer label per sample, shape ({batch},), got "
+                             f"{Y.shape}")
+        if Y.dtype != np.int64 or not Y.flags.c_contiguous:
+            Y = np.ascontiguousarray(Y, dtype=np.int64)
+        return np.empty((0, n_out), dtype=dtype), Y
+    if kind == "labels":
+        raise TypeError(f"loss {loss!r} needs Y as integer class labels of shape ({batch},), "
+                        f"got dtype {Y.dtype}")
+    if Y.ndim == 1 and n_out == 1 and Y.dtype.kind == "f":
+        Y = Y.reshape(batch, 1) if Y.shape[0] == batch else Y
+    elif Y.ndim == 1 and kind == "either":
+        raise TypeError(f"Y of shape {Y.shape} must hold integer class labels, got dtype "
+                        f"{Y.dtype}; or pass rows of targets of shape ({batch}, {n_out})")
+    return check_array("Y", Y, dtype, (batch, n_out)), NO_LABELS
+
+
+def check_out(out: object, dtype: np.dtype, n_params: int, *inputs: np.ndarray) -> np.ndarray:
+    """A writable gradient buffer of the parameters' layout that overlaps none of ``inputs``."""
+    check_array("out", out, dtype, (n_params,))
+    if not out.flags.writeable:
+        raise ValueError("out is read-only: pass a writable array")
+    for array in inputs:
+        if np.may_share_memory(out, array):
+            raise ValueError("out overlaps params, X or Y: pass a separate array")
+    return out
+
+
+_STATUS_MESSAGES = {
+    LABEL_OUT_OF_RANGE: "Y holds a label outside [0, {n_out}): labels are class indices",
+    X_NOT_FINITE: "X holds NaN or infinity",
+    Y_NOT_FINITE: "Y holds NaN or infinity",
+    PARAMS_NOT_FINITE: "params holds NaN or infinity",
+}
+
+
+def raise_for_status(status: int, n_out: int) -> None:
+    """Raise the ``ValueError`` for a nonzero status from a compiled entry point."""
+    if status:
+        message = _STATUS_MESSAGES[status].format(n_out=n_out)
+        if status != LABEL_OUT_OF_RANGE:
+            message += " (pass check_finite=False to skip this check)"
+        raise ValueError(message)

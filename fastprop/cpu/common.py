@@ -1,0 +1,115 @@
+"""Compiled pieces that both CPU backends share: input value checks, views, the L2 term.
+
+Every backend's entry point has the same signature::
+
+    value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
+                   n_threads) -> (status, loss)
+    loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads)
+        -> (status, loss)
+    forward(layout, params, X, check_finite, out, work, n_threads) -> status
+
+``n_threads`` is the number of threads the call may use (``numba.get_num_threads()`` in the
+caller; compiled code that asks numba itself cannot be cached), ``work`` a buffer of at least
+``workspace_size(layout, batch, n_threads)`` elements.
+
+and starts with :func:`check_values`, which reads the inputs (already checked for shape, dtype and
+layout in Python, so every read is in bounds) and returns a nonzero status before anything is
+written when a value is bad. ``fastprop._validate.raise_for_status`` turns the status into a
+``ValueError`` that names the argument.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from .._layout import ACT, A_OFF, B_OFF, N_IN, N_OUT, W_OFF
+
+OK = 0
+LABEL_OUT_OF_RANGE = 1
+X_NOT_FINITE = 2
+Y_NOT_FINITE = 3
+PARAMS_NOT_FINITE = 4
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def all_finite(values):
+    """True when no element of the contiguous array ``values`` is NaN or +-inf.
+
+    Sums ``v - v`` (0 for finite ``v``, NaN otherwise); ``reassoc`` lets the sum vectorise and
+    does not allow ``v - v`` to be folded to 0 (that would need ``nnan``/``ninf``).
+    """
+    flat = values.reshape(values.size)
+    acc = flat.dtype.type(0)
+    for k in range(flat.shape[0]):
+        acc += flat[k] - flat[k]
+    return acc == 0
+
+
+@njit(cache=True)
+def check_values(layout, params, X, Y, labels, check_finite):
+    """Status of the input values: labels always (they index memory), finiteness on request."""
+    if labels.shape[0] > 0:
+        n_classes = layout[layout.shape[0] - 1, N_OUT]
+        out_of_range = False
+        for k in range(labels.shape[0]):
+            out_of_range |= (labels[k] < 0) | (labels[k] >= n_classes)
+        if out_of_range:
+            return LABEL_OUT_OF_RANGE
+    if check_finite:
+        if not all_finite(X):
+            return X_NOT_FINITE
+        if not all_finite(Y):
+            return Y_NOT_FINITE
+        if not all_finite(params):
+            return PARAMS_NOT_FINITE
+    return OK
+
+
+@njit(cache=True, inline="always")
+def weights(flat, layout, layer):
+    """Views ``(W, b)`` of layer ``layer`` in the flat vector ``flat`` (parameters or gradient)."""
+    n_in = layout[layer, N_IN]
+    n_out = layout[layer, N_OUT]
+    w_off = layout[layer, W_OFF]
+    b_off = layout[layer, B_OFF]
+    return flat[w_off:b_off].reshape(n_out, n_in), flat[b_off:b_off + n_out]
+
+
+@njit(cache=True, inline="always")
+def activations(work, layout, layer, batch):
+    """View ``(batch, n_out)`` of layer ``layer``'s activations in the workspace ``work``."""
+    start = batch * layout[layer, A_OFF]
+    return work[start:start + batch * layout[layer, N_OUT]].reshape(batch, layout[layer, N_OUT])
+
+
+@njit(cache=True, inline="always")
+def total_width(layout):
+    """Sum of the output widths of all layers."""
+    last = layout.shape[0] - 1
+    return layout[last, A_OFF] + layout[last, N_OUT]
+
+
+@njit(cache=True, inline="always")
+def activation_id(layout, layer):
+    """Activation id of layer ``layer``."""
+    return layout[layer, ACT]
+
+
+@njit(cache=True)
+def l2_penalty(layout, params, l2):
+    """``l2 / 2 * sum ||W||^2`` over every layer's weights (not the biases)."""
+    squares = l2 * 0
+    if l2 != 0:
+        for layer in range(layout.shape[0]):
+            for k in range(layout[layer, W_OFF], layout[layer, B_OFF]):
+                squares += params[k] * params[k]
+    return squares * l2 * type(l2)(0.5)
+
+
+@njit(cache=True)
+def add_l2(layout, params, l2, grad):
+    """Add ``l2 * W``, the gradient of :func:`l2_penalty`, to every weight gradient."""
+    if l2 != 0:
+        for layer in range(layout.shape[0]):
+            for k in range(layout[layer, W_OFF], layout[layer, B_OFF]):
+                grad[k] += l2 * params[k]

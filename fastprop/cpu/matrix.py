@@ -1,0 +1,179 @@
+"""Matrix-form backpropagation over a whole batch (seed 000, step 8), compiled with Numba.
+
+For a batch ``A_0 = X`` of shape ``(batch, n_0)``::
+
+    forward    A_l = f_l(A_{l-1} W_l^T + b_l)                         one GEMM, one fused pass
+    output     D_L = (1 / batch) dloss/dZ_L, per-sample losses        one fused pass
+    backward   dW_l = D_l^T A_{l-1},  db_l = column sums of D_l       one GEMM, one pass
+               D_{l-1} = (D_l W_l) * f'_{l-1}(A_{l-1})                one GEMM, one fused pass
+
+The products go to BLAS through ``np.dot`` on contiguous operands (``W^T`` and ``D^T`` are
+Fortran-ordered views, which BLAS takes as they are), writing straight into the gradient vector's
+views and the workspace. Each element-wise step is one compiled pass: bias plus activation,
+loss plus output delta, activation derivative. Only activations are kept: each derivative is
+computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` overwrites ``A_l`` once
+``A_l`` has been used.
+
+Workspace (one flat array of the network's dtype, see :func:`workspace_size`): every layer's
+activations for the batch, one scratch block for ``D_l W_l``, and the per-sample losses.
+
+Element-wise passes run over rows with ``prange`` when a layer has at least
+:data:`PARALLEL_MIN_ELEMENTS` elements; below that they run serially, because starting a parallel
+region costs about a microsecond, more than the whole pass at small sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._layout import N_IN, N_OUT
+from ..activations import IDENTITY, activate, derivative
+from ..losses import loss_and_delta, output_activation
+from .common import (OK, activation_id, activations, add_l2, check_values, l2_penalty,
+                     total_width, weights)
+
+#: Element count from which an element-wise pass is split among threads.
+PARALLEL_MIN_ELEMENTS = 1 << 14
+
+
+def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
+    """Length of the workspace for a batch of ``batch`` samples (``n_threads`` is not used)."""
+    widths = layout[:, N_OUT]
+    scratch = int(layout[1:, N_IN].max()) if len(layout) > 1 else 0
+    return batch * (int(widths.sum()) + scratch + 1)
+
+
+@njit(cache=True, inline="always")
+def _bias_activation_row(a, b, act):
+    for j in range(a.shape[0]):
+        a[j] = activate(act, a[j] + b[j])
+
+
+@njit(cache=True, parallel=True)
+def _bias_activation(A, b, act):
+    """``A <- f(A + b)`` row by row, ``f`` the activation with id ``act``."""
+    if A.size < PARALLEL_MIN_ELEMENTS:
+        for i in range(A.shape[0]):
+            _bias_activation_row(A[i], b, act)
+    else:
+        for i in prange(A.shape[0]):
+            _bias_activation_row(A[i], b, act)
+
+
+@njit(cache=True, inline="always")
+def _derivative_row(g, a, act):
+    for j in range(a.shape[0]):
+        a[j] = g[j] * derivative(act, a[j])
+
+
+@njit(cache=True, parallel=True)
+def _times_derivative(G, A, act):
+    """``A <- G * f'(A)``: the delta of a hidden layer from its activations ``A``."""
+    if A.size < PARALLEL_MIN_ELEMENTS:
+        for i in range(A.shape[0]):
+            _derivative_row(G[i], A[i], act)
+    else:
+        for i in prange(A.shape[0]):
+            _derivative_row(G[i], A[i], act)
+
+
+@njit(cache=True, parallel=True)
+def _output_deltas(loss_id, out_id, Z, Y, labels, scale, row_losses):
+    """Per-sample losses into ``row_losses``; ``Z`` (the scores) becomes ``scale * dloss/dZ``."""
+    if Z.size < PARALLEL_MIN_ELEMENTS:
+        for i in range(Z.shape[0]):
+            row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
+    else:
+        for i in prange(Z.shape[0]):
+            row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
+
+
+@njit(cache=True)
+def _column_sums(D, out):
+    """``out[j] = sum_i D[i, j]``, summed in row order."""
+    out[:] = 0
+    for i in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            out[j] += D[i, j]
+
+
+@njit(cache=True)
+def _forward_scores(layout, params, X, work):
+    """Forward pass: hidden activations and the last layer's scores, in the workspace."""
+    batch = X.shape[0]
+    last = layout.shape[0] - 1
+    for layer in range(layout.shape[0]):
+        W, b = weights(params, layout, layer)
+        A = activations(work, layout, layer, batch)
+        if layer == 0:
+            np.dot(X, W.T, A)
+        else:
+            np.dot(activations(work, layout, layer - 1, batch), W.T, A)
+        _bias_activation(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
+
+
+@njit(cache=True)
+def _mean_loss(layout, loss_id, X, Y, labels, work):
+    """Forward pass, then the mean loss; the scores become the output deltas."""
+    batch = X.shape[0]
+    last = layout.shape[0] - 1
+    Z = activations(work, layout, last, batch)
+    row_losses = work[work.shape[0] - batch:]
+    scale = work.dtype.type(1) / batch
+    _output_deltas(loss_id, activation_id(layout, last), Z, Y, labels, scale, row_losses)
+    return row_losses.sum() * scale
+
+
+@njit(cache=True)
+def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
+                   n_threads):
+    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+    status = check_values(layout, params, X, Y, labels, check_finite)
+    if status != OK:
+        return status, l2 * 0
+    batch = X.shape[0]
+    _forward_scores(layout, params, X, work)
+    loss = _mean_loss(layout, loss_id, X, Y, labels, work)
+    scratch = work[batch * total_width(layout):]
+    for layer in range(layout.shape[0] - 1, -1, -1):
+        D = activations(work, layout, layer, batch)
+        W, _ = weights(params, layout, layer)
+        dW, db = weights(grad, layout, layer)
+        if layer == 0:
+            np.dot(D.T, X, dW)
+        else:
+            A_in = activations(work, layout, layer - 1, batch)
+            np.dot(D.T, A_in, dW)
+        _column_sums(D, db)
+        if layer > 0:
+            G = scratch[:batch * layout[layer, N_IN]].reshape(batch, layout[layer, N_IN])
+            np.dot(D, W, G)
+            _times_derivative(G, A_in, activation_id(layout, layer - 1))
+    add_l2(layout, params, l2, grad)
+    return OK, loss + l2_penalty(layout, params, l2)
+
+
+@njit(cache=True)
+def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
+    """The loss alone (forward pass only); returns ``(status, loss)``."""
+    status = check_values(layout, params, X, Y, labels, check_finite)
+    if status != OK:
+        return status, l2 * 0
+    _forward_scores(layout, params, X, work)
+    return OK, _mean_loss(layout, loss_id, X, Y, labels, work) + l2_penalty(layout, params, l2)
+
+
+@njit(cache=True)
+def forward(layout, params, X, check_finite, out, work, n_threads):
+    """Network outputs (after the output activation) written into ``out``; returns the status."""
+    empty = np.empty((0, out.shape[1]), dtype=out.dtype)
+    status = check_values(layout, params, X, empty, np.empty(0, np.int64), check_finite)
+    if status != OK:
+        return status
+    _forward_scores(layout, params, X, work)
+    last = layout.shape[0] - 1
+    Z = activations(work, layout, last, X.shape[0])
+    for i in range(X.shape[0]):
+        output_activation(activation_id(layout, last), Z[i], out[i])
+    return OK

@@ -1,0 +1,193 @@
+"""Loop-form backpropagation (seed 000, step 2), compiled with Numba: no BLAS, explicit loops.
+
+Per sample and per layer, from the top down, for each neuron ``j`` of layer ``m``::
+
+    delta_j^(m) = f'(z_j^(m)) * sum_h w_hj^(m+1) delta_h^(m+1)
+    dL/dw_ji^(m) += delta_j^(m) * a_i^(m-1),      dL/db_j^(m) += delta_j^(m)
+
+which is O(M H^2) per sample. The sum over ``h`` runs in increasing ``h`` for every ``j``, exactly
+as written; the loops are nested ``h`` outside, ``j`` inside, so that ``W`` is read row by row
+(the same additions in the same order, without striding through memory).
+
+Parallelism and determinism: the batch is cut into ``n_chunks = min(batch, numba threads)``
+contiguous chunks, each run by one thread with its own gradient accumulator and per-sample
+buffers; after the parallel loop the accumulators are added up in chunk order. The result depends
+only on the inputs and the thread count, and is bitwise the same on every call. A batch of one
+sample runs on one thread.
+
+Workspace per chunk (see :func:`workspace_size`): a gradient accumulator (``n_params``), the
+sample's input and every layer's activations side by side, two delta rows; then one loss slot per
+chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .._layout import A_OFF, B_OFF, N_IN, N_OUT
+from ..activations import activate, derivative
+from ..losses import loss_and_delta, output_activation
+from .common import OK, activation_id, add_l2, check_values, l2_penalty, total_width, weights
+
+
+def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
+    """Length of the workspace for ``batch`` samples split among ``n_threads`` threads."""
+    return min(batch, n_threads) * (_chunk_size(layout) + 1)
+
+
+@njit(cache=True)
+def _chunk_size(layout):
+    last = layout.shape[0] - 1
+    n_params = layout[last, B_OFF] + layout[last, N_OUT]
+    return n_params + layout[0, N_IN] + total_width(layout) + 2 * layout[:, N_OUT].max()
+
+
+@njit(cache=True, inline="always")
+def _layer_input(layout, acts, layer):
+    """View of layer ``layer``'s input in the per-sample buffer ``acts``."""
+    n_in = layout[layer, N_IN]
+    start = layout[0, N_IN] + layout[layer, A_OFF] - n_in
+    return acts[start:start + n_in]
+
+
+@njit(cache=True)
+def _forward_sample(layout, params, x, acts):
+    """One sample: ``acts = [x, a_1, ..., a_{L-1}, z_L]`` (the last layer's raw scores)."""
+    acts[:x.shape[0]] = x
+    last = layout.shape[0] - 1
+    for layer in range(layout.shape[0]):
+        W, b = weights(params, layout, layer)
+        a_in = _layer_input(layout, acts, layer)
+        start = layout[0, N_IN] + layout[layer, A_OFF]
+        a_out = acts[start:start + layout[layer, N_OUT]]
+        act = activation_id(layout, layer)
+        for j in range(a_out.shape[0]):
+            z = b[j]
+            for i in range(a_in.shape[0]):
+                z += W[j, i] * a_in[i]
+            a_out[j] = z if layer == last else activate(act, z)
+
+
+@njit(cache=True)
+def _backward_sample(layout, params, acts, delta, spare, acc):
+    """Add one sample's gradient to ``acc``, from its output delta (in ``delta``)."""
+    for layer in range(layout.shape[0] - 1, -1, -1):
+        n_in = layout[layer, N_IN]
+        n_out = layout[layer, N_OUT]
+        a_in = _layer_input(layout, acts, layer)
+        W, _ = weights(params, layout, layer)
+        dW, db = weights(acc, layout, layer)
+        for j in range(n_out):
+            d = delta[j]
+            db[j] += d
+            for i in range(n_in):
+                dW[j, i] += d * a_in[i]
+        if layer > 0:
+            # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, the sum over h in increasing order.
+            below = spare[:n_in]
+            below[:] = 0
+            for h in range(n_out):
+                d = delta[h]
+                for i in range(n_in):
+                    below[i] += W[h, i] * d
+            act = activation_id(layout, layer - 1)
+            for i in range(n_in):
+                below[i] *= derivative(act, a_in[i])
+            delta, spare = below, delta
+
+
+@njit(cache=True)
+def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, with_grad):
+    """Samples ``start:stop``: their summed loss; their gradients added to the accumulator."""
+    n_params = params.shape[0]
+    width = layout[:, N_OUT].max()
+    acc = buffer[:n_params]
+    acts = buffer[n_params:n_params + layout[0, N_IN] + total_width(layout)]
+    rows = buffer[acts.shape[0] + n_params:]
+    delta, spare = rows[:width], rows[width:2 * width]
+    last = layout.shape[0] - 1
+    n_out = layout[last, N_OUT]
+    scores = acts[acts.shape[0] - n_out:]
+    out_id = activation_id(layout, last)
+    if with_grad:
+        acc[:] = 0
+    total = scale * 0
+    for s in range(start, stop):
+        _forward_sample(layout, params, X[s], acts)
+        total += loss_and_delta(loss_id, out_id, scores, Y, labels, s, scale, delta[:n_out])
+        if with_grad:
+            _backward_sample(layout, params, acts, delta, spare, acc)
+    return total
+
+
+@njit(cache=True, parallel=True)
+def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, with_grad):
+    """Run every chunk (in parallel when there are several); return the chunk count and loss."""
+    batch = X.shape[0]
+    size = _chunk_size(layout)
+    n_chunks = min(batch, n_threads, work.shape[0] // (size + 1))
+    losses = work[n_chunks * size:n_chunks * size + n_chunks]
+    scale = work.dtype.type(1) / batch
+    if n_chunks == 1:
+        losses[0] = _chunk(layout, loss_id, params, X, Y, labels, 0, batch, scale, work[:size],
+                           with_grad)
+    else:
+        for c in prange(n_chunks):
+            losses[c] = _chunk(layout, loss_id, params, X, Y, labels, c * batch // n_chunks,
+                               (c + 1) * batch // n_chunks, scale,
+                               work[c * size:(c + 1) * size], with_grad)
+    return n_chunks, losses.sum() * scale
+
+
+@njit(cache=True, parallel=True)
+def _sum_accumulators(work, n_chunks, size, grad):
+    """``grad = sum of the chunks' accumulators``, added in chunk order."""
+    for k in prange(grad.shape[0]):
+        total = work[k]
+        for c in range(1, n_chunks):
+            total += work[c * size + k]
+        grad[k] = total
+
+
+@njit(cache=True)
+def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
+                   n_threads):
+    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+    status = check_values(layout, params, X, Y, labels, check_finite)
+    if status != OK:
+        return status, l2 * 0
+    n_chunks, loss = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads,
+                                   True)
+    if n_chunks == 1:
+        grad[:] = work[:grad.shape[0]]
+    else:
+        _sum_accumulators(work, n_chunks, _chunk_size(layout), grad)
+    add_l2(layout, params, l2, grad)
+    return OK, loss + l2_penalty(layout, params, l2)
+
+
+@njit(cache=True)
+def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
+    """The loss alone (forward pass only); returns ``(status, loss)``."""
+    status = check_values(layout, params, X, Y, labels, check_finite)
+    if status != OK:
+        return status, l2 * 0
+    _, total = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, False)
+    return OK, total + l2_penalty(layout, params, l2)
+
+
+@njit(cache=True)
+def forward(layout, params, X, check_finite, out, work, n_threads):
+    """Network outputs (after the output activation) written into ``out``; returns the status."""
+    empty = np.empty((0, out.shape[1]), dtype=out.dtype)
+    status = check_values(layout, params, X, empty, np.empty(0, np.int64), check_finite)
+    if status != OK:
+        return status
+    acts = work[:layout[0, N_IN] + total_width(layout)]
+    last = layout.shape[0] - 1
+    scores = acts[acts.shape[0] - layout[last, N_OUT]:]
+    for s in range(X.shape[0]):
+        _forward_sample(layout, params, X[s], acts)
+        output_activation(activation_id(layout, last), scores, out[s])
+    return OK

@@ -1,0 +1,175 @@
+"""Output activations and losses: per-sample value and output delta, in compiled code.
+
+Every function here works on the raw scores ``z`` of one sample (the last layer's output before the
+output activation), so the stable forms are available: cross-entropy through log-sum-exp on the
+logits, binary cross-entropy as ``max(z, 0) - y z + log1p(exp(-|z|))``. Logits of +-1000 give finite
+losses and gradients.
+
+Per-sample losses, with ``p`` the output activation of ``z``:
+
+- ``squared``: ``1/2 ||p - y||^2``, with any output activation;
+- ``cross_entropy``: ``-sum_k y_k log softmax(z)_k`` (output ``softmax``); ``y`` is a row of real
+  targets (one-hot or soft; the formula and its gradient ``softmax(z) sum(y) - y`` hold for any
+  real row) or an integer label;
+- ``binary_cross_entropy``: ``-sum_k [y_k log p_k + (1 - y_k) log(1 - p_k)]`` (output ``sigmoid``);
+  exact for any real ``y``;
+- ``hinge``: the multiclass SVM loss ``sum_{j != y} max(0, z_j - z_y + 1)`` on raw scores (output
+  ``identity``, integer labels); a margin of exactly 0 counts as inactive (subgradient 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from .activations import sigmoid
+
+OUT_IDENTITY = 0
+OUT_SIGMOID = 1
+OUT_SOFTMAX = 2
+
+#: Output activation names and their ids.
+OUTPUTS: dict[str, int] = {"identity": OUT_IDENTITY, "sigmoid": OUT_SIGMOID,
+                           "softmax": OUT_SOFTMAX}
+
+SQUARED = 0
+CROSS_ENTROPY = 1
+BINARY_CROSS_ENTROPY = 2
+HINGE = 3
+
+#: Loss names and their ids.
+LOSSES: dict[str, int] = {"squared": SQUARED, "cross_entropy": CROSS_ENTROPY,
+                          "binary_cross_entropy": BINARY_CROSS_ENTROPY, "hinge": HINGE}
+
+#: The output activations each loss accepts.
+COMPATIBLE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "squared": ("identity", "sigmoid", "softmax"),
+    "cross_entropy": ("softmax",),
+    "binary_cross_entropy": ("sigmoid",),
+    "hinge": ("identity",),
+}
+
+#: How each loss takes its targets: "rows" (float, batch x n_out), "labels" (integer, batch), or
+#: "either".
+TARGET_KINDS: dict[str, str] = {"squared": "rows", "cross_entropy": "either",
+                                "binary_cross_entropy": "rows", "hinge": "labels"}
+
+
+@njit(cache=True)
+def _max(z):
+    m = z[0]
+    for k in range(1, z.shape[0]):
+        m = max(m, z[k])
+    return m
+
+
+@njit(cache=True)
+def _sum_exp(z, m):
+    s = z[0] * 0
+    for k in range(z.shape[0]):
+        s += math.exp(z[k] - m)
+    return s
+
+
+@njit(cache=True)
+def output_activation(out_id, z, p):
+    """Write the output activation of the scores ``z`` into ``p`` (``p`` may be ``z`` itself)."""
+    if out_id == OUT_SOFTMAX:
+        m = _max(z)
+        s = _sum_exp(z, m)
+        for k in range(z.shape[0]):
+            p[k] = math.exp(z[k] - m) / s
+    elif out_id == OUT_SIGMOID:
+        for k in range(z.shape[0]):
+            p[k] = sigmoid(z[k])
+    else:
+        for k in range(z.shape[0]):
+            p[k] = z[k]
+
+
+@njit(cache=True)
+def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
+    """Loss of sample ``i`` and ``scale * dloss/dz`` written into ``delta``.
+
+    ``z`` is the sample's score row; ``delta`` may be the same array (every ``z[k]`` is read before
+    ``delta[k]`` is written). The target is ``labels[i]`` when ``labels`` is not empty, else the
+    row ``Y[i]``.
+    """
+    use_labels = labels.shape[0] > 0
+    n = z.shape[0]
+    t = type(scale)
+    loss = t(0)
+    if loss_id == CROSS_ENTROPY:
+        m = _max(z)
+        s = _sum_exp(z, m)
+        log_s = math.log(s)
+        if use_labels:
+            y = labels[i]
+            loss = (m - z[y]) + log_s
+            for k in range(n):
+                p = math.exp(z[k] - m) / s
+                delta[k] = (p - (t(1) if k == y else t(0))) * scale
+        else:
+            y_sum = t(0)
+            for k in range(n):
+                y_sum += Y[i, k]
+            for k in range(n):
+                yk = Y[i, k]
+                loss += yk * ((m - z[k]) + log_s)
+                delta[k] = (math.exp(z[k] - m) / s * y_sum - yk) * scale
+    elif loss_id == BINARY_CROSS_ENTROPY:
+        for k in range(n):
+            zk = z[k]
+            yk = Y[i, k]
+            loss += (max(zk, t(0)) - yk * zk) + math.log1p(math.exp(-abs(zk)))
+            delta[k] = (sigmoid(zk) - yk) * scale
+    elif loss_id == HINGE:
+        y = labels[i]
+        zy = z[y]
+        active = 0
+        for k in range(n):
+            margin = z[k] - zy + t(1)
+            if k != y and margin > 0:
+                loss += margin
+                active += 1
+                delta[k] = scale
+            else:
+                delta[k] = t(0)
+        delta[y] = -t(active) * scale
+    else:
+        loss = _squared_loss_and_delta(out_id, z, Y, i, scale, delta)
+    return loss
+
+
+@njit(cache=True)
+def _squared_loss_and_delta(out_id, z, Y, i, scale, delta):
+    """``1/2 ||p - y||^2`` for ``p`` the output activation of ``z``, and its scaled delta."""
+    n = z.shape[0]
+    t = type(scale)
+    loss = t(0)
+    if out_id == OUT_SOFTMAX:
+        # delta = J^T g with J the softmax Jacobian: p * (g - <p, g>), g = p - y.
+        m = _max(z)
+        s = _sum_exp(z, m)
+        p_dot_g = t(0)
+        for k in range(n):
+            p = math.exp(z[k] - m) / s
+            g = p - Y[i, k]
+            loss += g * g
+            p_dot_g += p * g
+        for k in range(n):
+            p = math.exp(z[k] - m) / s
+            delta[k] = p * ((p - Y[i, k]) - p_dot_g) * scale
+    else:
+        for k in range(n):
+            if out_id == OUT_SIGMOID:
+                p = sigmoid(z[k])
+                slope = p * (t(1) - p)
+            else:
+                p = z[k]
+                slope = t(1)
+            g = p - Y[i, k]
+            loss += g * g
+            delta[k] = g * slope * scale
+    return loss * t(0.5)
