@@ -94,24 +94,27 @@ def check_dtype(dtype: object) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved not in DTYPES:
+    # (np.dtype("float64") == None is True in NumPy, hence the explicit test)
+    if dtype is None or resolved is None or resolved not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     return resolved
 
 
-def check_array(name: str, array: object, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A C-contiguous ndarray of ``dtype`` and ``shape`` (``-1`` in ``shape``: any length >= 1)."""
+def check_array(name: str, array: object, dtype: np.dtype, rows: int | None,
+                cols: int | None = None) -> np.ndarray:
+    """A C-contiguous ndarray of ``dtype``: shape ``(rows,)``, or ``(rows, cols)`` when ``cols``
+    is given; ``rows=None`` accepts any number of rows from 1 up."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
     if array.dtype != dtype:
         raise TypeError(f"{name} has dtype {array.dtype}, but the network's dtype is {dtype}: "
                         f"convert it once with {name}.astype(np.{dtype})")
-    if array.ndim != len(shape) or any(want not in (-1, got)
-                                       for want, got in zip(shape, array.shape)):
-        expected = "(" + ", ".join("n" if n == -1 else str(n) for n in shape) + ",)" * (
-            len(shape) == 1) + ")" * (len(shape) != 1)
-        raise ValueError(f"{name} must have shape {expected}, got {array.shape}")
-    if array.ndim and array.shape[0] == 0:
+    shape = array.shape
+    if (len(shape) != (1 if cols is None else 2) or (rows is not None and shape[0] != rows)
+            or (cols is not None and shape[1] != cols)):
+        expected = ("n" if rows is None else str(rows)) + ("," if cols is None else f", {cols}")
+        raise ValueError(f"{name} must have shape ({expected}), got {shape}")
+    if shape[0] == 0:
         raise ValueError(f"{name} is empty: a batch needs at least one sample")
     if not array.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous: pass np.ascontiguousarray({name})")
@@ -139,12 +142,12 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
     elif Y.ndim == 1 and kind == "either":
         raise TypeError(f"Y of shape {Y.shape} must hold integer class labels, got dtype "
                         f"{Y.dtype}; or pass rows of targets of shape ({batch}, {n_out})")
-    return check_array("Y", Y, dtype, (batch, n_out)), NO_LABELS
+    return check_array("Y", Y, dtype, batch, n_out), NO_LABELS
 
 
 def check_out(out: object, dtype: np.dtype, n_params: int, *inputs: np.ndarray) -> np.ndarray:
     """A writable gradient buffer of the parameters' layout that overlaps none of ``inputs``."""
-    check_array("out", out, dtype, (n_params,))
+    check_array("out", out, dtype, n_params)
     if not out.flags.writeable:
         raise ValueError("out is read-only: pass a writable array")
     for array in inputs:

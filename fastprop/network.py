@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from . import _validate as v
 from ._layout import build_layout
 from .activations import ACTIVATIONS
 from .backends import DEFAULT_BACKEND, Backend, get_backend
+from .cpu.common import thread_count
 from .losses import LOSSES, OUTPUTS
 
 _CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy", "hinge")
@@ -58,6 +58,9 @@ class MLP:
     True
     """
 
+    n_params: int
+    """Length of the flat parameter vector."""
+
     def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "relu",
                  output: str = "identity", loss: str = "squared", l2: float = 0.0,
                  dtype: Any = np.float64) -> None:
@@ -70,7 +73,9 @@ class MLP:
         self._layout = build_layout(self.sizes, ids)
         self._loss_id = LOSSES[self.loss_name]
         self._l2 = self.dtype.type(self.l2)
+        self.n_params = sum(n_out * n_in + n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
         self._workspaces: dict[str, np.ndarray] = {}
+        self._workspace_sizes: dict[tuple[str, int, int], int] = {}
 
     # -- architecture -------------------------------------------------------------------------
 
@@ -88,11 +93,6 @@ class MLP:
     def n_outputs(self) -> int:
         """Output width."""
         return self.sizes[-1]
-
-    @property
-    def n_params(self) -> int:
-        """Length of the flat parameter vector."""
-        return sum(n_out * n_in + n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
 
     @property
     def layer_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
@@ -122,6 +122,7 @@ class MLP:
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_workspaces"] = {}
+        state["_workspace_sizes"] = {}
         return state
 
     def with_dtype(self, dtype: Any) -> MLP:
@@ -163,7 +164,7 @@ class MLP:
 
         ``W_l`` has shape ``(n_l, n_{l-1})``. Works on gradients too (same layout).
         """
-        v.check_array("params", params, self.dtype, (self.n_params,))
+        v.check_array("params", params, self.dtype, self.n_params)
         layers = []
         for n_in, n_out, w_off, b_off, *_ in self._layout:
             layers.append((params[w_off:b_off].reshape(n_out, n_in),
@@ -189,16 +190,20 @@ class MLP:
     def _workspace(self, backend: Backend, batch: int) -> tuple[np.ndarray, int]:
         """``(work, n_threads)``: the backend's work buffer, grown (never shrunk) to fit
         ``batch`` samples on the current number of numba threads."""
-        n_threads = numba.get_num_threads()
-        needed = backend.workspace_size(self._layout, batch, n_threads)
+        n_threads = thread_count()
+        key = (backend.name, batch, n_threads)
+        needed = self._workspace_sizes.get(key)
+        if needed is None:
+            needed = self._workspace_sizes[key] = backend.workspace_size(self._layout, batch,
+                                                                         n_threads)
         work = self._workspaces.get(backend.name)
         if work is None or work.shape[0] < needed:
             work = self._workspaces[backend.name] = np.empty(needed, dtype=self.dtype)
         return work, n_threads
 
     def _inputs(self, params: np.ndarray, X: np.ndarray) -> None:
-        v.check_array("params", params, self.dtype, (self.n_params,))
-        v.check_array("X", X, self.dtype, (-1, self.n_inputs))
+        v.check_array("params", params, self.dtype, self.n_params)
+        v.check_array("X", X, self.dtype, None, self.sizes[0])
 
     def value_and_grad(self, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
                        backend: str = DEFAULT_BACKEND, out: np.ndarray | None = None,

@@ -20,6 +20,7 @@ written when a value is bad. ``fastprop._validate.raise_for_status`` turns the s
 
 from __future__ import annotations
 
+import numba
 from numba import njit
 
 from .._layout import ACT, A_OFF, B_OFF, N_IN, N_OUT, W_OFF
@@ -29,6 +30,13 @@ LABEL_OUT_OF_RANGE = 1
 X_NOT_FINITE = 2
 Y_NOT_FINITE = 3
 PARAMS_NOT_FINITE = 4
+
+
+@njit
+def thread_count():
+    """``numba.get_num_threads()``, cheaper to call from Python than numba's own function (which
+    takes two locks per call). Not cached: compiled code that reads the thread count cannot be."""
+    return numba.get_num_threads()
 
 
 @njit(cache=True, fastmath={"reassoc"})

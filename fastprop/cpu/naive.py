@@ -71,7 +71,11 @@ def _forward_sample(layout, params, x, acts):
 
 @njit(cache=True)
 def _backward_sample(layout, params, acts, delta, spare, acc):
-    """Add one sample's gradient to ``acc``, from its output delta (in ``delta``)."""
+    """Add one sample's gradient to ``acc``, from its output delta (in ``delta``).
+
+    ``delta`` and ``spare`` are full-width rows (the widest layer); they trade places at every
+    layer, and each layer uses only their first ``n_out`` / ``n_in`` elements.
+    """
     for layer in range(layout.shape[0] - 1, -1, -1):
         n_in = layout[layer, N_IN]
         n_out = layout[layer, N_OUT]
@@ -85,16 +89,16 @@ def _backward_sample(layout, params, acts, delta, spare, acc):
                 dW[j, i] += d * a_in[i]
         if layer > 0:
             # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, the sum over h in increasing order.
-            below = spare[:n_in]
-            below[:] = 0
+            for i in range(n_in):
+                spare[i] = 0
             for h in range(n_out):
                 d = delta[h]
                 for i in range(n_in):
-                    below[i] += W[h, i] * d
+                    spare[i] += W[h, i] * d
             act = activation_id(layout, layer - 1)
             for i in range(n_in):
-                below[i] *= derivative(act, a_in[i])
-            delta, spare = below, delta
+                spare[i] *= derivative(act, a_in[i])
+            delta, spare = spare, delta
 
 
 @njit(cache=True)

@@ -1,0 +1,49 @@
+"""Shared test helpers: random problems for a network, and the relative difference used
+throughout (max |a - b| over max |b|)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import settings
+
+import fastprop as fp
+
+settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=40, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+DTYPES = (np.float32, np.float64)
+BACKENDS = ("matrix", "naive")
+
+
+def make_targets(net: fp.MLP, batch: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Targets for ``net``: ``labels`` (integers), ``onehot``, ``soft`` (any positive rows), or
+    ``rows`` (suited to the loss: normal for identity outputs, in [0, 1] otherwise)."""
+    n_out = net.n_outputs
+    if kind == "labels":
+        return rng.integers(0, n_out, size=batch)
+    if kind == "onehot":
+        return np.eye(n_out, dtype=net.dtype)[rng.integers(0, n_out, size=batch)]
+    if kind == "soft" or net.output != "identity":
+        return rng.uniform(0, 1, size=(batch, n_out)).astype(net.dtype)
+    return rng.normal(size=(batch, n_out)).astype(net.dtype)
+
+
+def make_problem(net: fp.MLP, batch: int, targets: str, seed: int = 0):
+    """``(params, X, Y)``: initial weights, random nonzero biases, normal inputs."""
+    rng = np.random.default_rng(seed)
+    params = net.init(seed=rng)
+    for _, b in net.unpack(params):
+        b[:] = rng.normal(scale=0.3, size=b.shape)
+    X = rng.normal(size=(batch, net.n_inputs)).astype(net.dtype)
+    return params, X, make_targets(net, batch, targets, rng)
+
+
+def rel_diff(a: np.ndarray | float, b: np.ndarray | float) -> float:
+    """``max |a - b| / max |b|`` in float64 (``max |a - b|`` when ``b`` is all zeros)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale = np.abs(b).max()
+    return float(np.abs(a - b).max() / (scale if scale > 0 else 1.0))

@@ -1,0 +1,162 @@
+"""The public API around the gradient: layout, init, forward, predict, out=, determinism."""
+
+from __future__ import annotations
+
+import pickle
+
+import numba
+import numpy as np
+import pytest
+from conftest import BACKENDS, DTYPES, make_problem, rel_diff
+from reference import reference_forward, reference_loss
+
+import fastprop as fp
+
+
+def test_layout_and_unpack_views():
+    net = fp.MLP([3, 4, 2], "tanh")
+    assert net.n_params == 4 * 3 + 4 + 2 * 4 + 2
+    assert net.layer_shapes == [((4, 3), (4,)), ((2, 4), (2,))]
+    params = np.arange(net.n_params, dtype=np.float64)
+    (W1, b1), (W2, b2) = net.unpack(params)
+    assert W1.shape == (4, 3) and b1.shape == (4,) and W2.shape == (2, 4) and b2.shape == (2,)
+    assert W1[1, 0] == 3 and b1[0] == 12 and W2[0, 0] == 16 and b2[-1] == net.n_params - 1
+    W2[1, 3] = -1.0
+    assert params[16 + 7] == -1.0, "unpack returns writable views"
+    assert (net.pack(net.unpack(params)) == params).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_init(dtype):
+    net = fp.MLP([30, 20, 10], ["relu"], dtype=dtype)
+    params = net.init(seed=0)
+    assert params.dtype == dtype and params.shape == (net.n_params,)
+    assert (params == net.init(seed=0)).all() and not (params == net.init(seed=1)).all()
+    (W1, b1), (W2, b2) = net.unpack(params)
+    assert (b1 == 0).all() and (b2 == 0).all()
+    assert np.abs(W1).max() <= np.sqrt(6 / 30)  # He range before relu
+    assert np.abs(W2).max() <= np.sqrt(6 / 30)  # Glorot range before the identity output
+    assert W1.std() > 0.5 * np.sqrt(6 / 30) / np.sqrt(3)
+
+
+def test_repr_equality_pickle_and_dtype():
+    net = fp.MLP([784, 256, 256, 10], activation="relu", output="softmax",
+                 loss="cross_entropy", l2=1e-4, dtype=np.float32)
+    assert repr(net) == ("MLP([784, 256, 256, 10], activation='relu', output='softmax', "
+                         "loss='cross_entropy', l2=0.0001, dtype=np.float32)")
+    assert eval(repr(net), {"MLP": fp.MLP, "np": np}) == net
+    mixed = fp.MLP([2, 3, 3, 1], ["tanh", "relu"])
+    assert "activation=['tanh', 'relu']" in repr(mixed)
+    assert net != mixed and hash(net) == hash(pickle.loads(pickle.dumps(net)))
+    assert net.with_dtype(np.float64).dtype == np.float64
+    assert net.n_inputs == 784 and net.n_outputs == 10 and net.n_layers == 3
+    assert net.is_classifier and not mixed.is_classifier
+
+
+def test_pickled_network_computes():
+    net = fp.MLP([3, 4, 2], "tanh")
+    params, X, Y = make_problem(net, 5, "rows")
+    loss, grad = net.value_and_grad(params, X, Y)
+    clone = pickle.loads(pickle.dumps(net))
+    clone_loss, clone_grad = clone.value_and_grad(params, X, Y)
+    assert clone_loss == loss and (clone_grad == grad).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("output", ["identity", "sigmoid", "softmax"])
+def test_forward_matches_reference(backend, output):
+    net = fp.MLP([5, 7, 4], "softplus", output=output)
+    params, X, _ = make_problem(net, 9, "rows")
+    out = net.forward(params, X, backend=backend)
+    assert out.shape == (9, 4)
+    assert rel_diff(out, reference_forward(net.sizes, net.activations, output, params, X)) < 1e-13
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_loss_matches_reference(backend):
+    net = fp.MLP([5, 7, 4], "tanh", output="softmax", loss="cross_entropy", l2=0.1)
+    params, X, Y = make_problem(net, 9, "labels")
+    expected = reference_loss(net.sizes, net.activations, "softmax", "cross_entropy", 0.1,
+                              params, X, Y)
+    assert rel_diff(net.loss(params, X, Y, backend=backend), expected) < 1e-13
+
+
+def test_predict():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 3))
+    softmax = fp.MLP([3, 5, 4], "tanh", output="softmax", loss="cross_entropy")
+    params = softmax.init(seed=0)
+    labels = softmax.predict(params, X)
+    assert labels.dtype == np.int64 and (labels == softmax.forward(params, X).argmax(1)).all()
+    binary = fp.MLP([3, 1], (), output="sigmoid", loss="binary_cross_entropy")
+    params = binary.init(seed=0)
+    assert (binary.predict(params, X) == (binary.forward(params, X)[:, 0] >= 0.5)).all()
+    assert binary.predict(params, X).shape == (8,)
+    multilabel = fp.MLP([3, 2], (), output="sigmoid", loss="binary_cross_entropy")
+    assert multilabel.predict(multilabel.init(seed=0), X).shape == (8, 2)
+    regressor = fp.MLP([3, 2], ())
+    params = regressor.init(seed=0)
+    assert (regressor.predict(params, X) == regressor.forward(params, X)).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_is_filled_and_returned(backend):
+    net = fp.MLP([6, 5, 3], "tanh", l2=0.01)
+    params, X, Y = make_problem(net, 7, "rows")
+    loss, grad = net.value_and_grad(params, X, Y, backend=backend)
+    out = np.full(net.n_params, np.nan)
+    loss_out, returned = net.value_and_grad(params, X, Y, backend=backend, out=out)
+    assert returned is out and loss_out == loss and (out == grad).all()
+
+
+def test_single_output_targets_may_be_one_dimensional():
+    net = fp.MLP([3, 4, 1], "tanh")
+    params, X, Y = make_problem(net, 5, "rows")
+    assert net.value_and_grad(params, X, Y[:, 0])[0] == net.value_and_grad(params, X, Y)[0]
+
+
+def test_labels_of_any_integer_dtype():
+    net = fp.MLP([3, 4, 3], "tanh", output="softmax", loss="cross_entropy")
+    params, X, Y = make_problem(net, 5, "labels")
+    onehot = np.eye(3)[Y]
+    expected_loss, expected_grad = net.value_and_grad(params, X, onehot)
+    for labels in (Y, Y.astype(np.int32), Y.astype(np.uint8), np.repeat(Y, 2)[::2]):
+        loss, grad = net.value_and_grad(params, X, labels)
+        assert rel_diff(loss, expected_loss) < 1e-15 and rel_diff(grad, expected_grad) < 1e-15
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bitwise_deterministic(backend):
+    """The same inputs and thread count give bitwise the same result on every call."""
+    net = fp.MLP([20, 33, 17, 5], "tanh", l2=1e-3)
+    params, X, Y = make_problem(net, 37, "rows")
+    first_loss, first = net.value_and_grad(params, X, Y, backend=backend)
+    for _ in range(5):
+        loss, grad = net.value_and_grad(params, X, Y, backend=backend)
+        assert loss == first_loss and grad.tobytes() == first.tobytes()
+
+
+def test_naive_thread_counts_agree():
+    """Naive on one thread and on every thread: different chunks, the same numbers to
+    rounding; and a batch of one sample gives bitwise the same on any thread count."""
+    net = fp.MLP([20, 33, 17, 5], "tanh")
+    params, X, Y = make_problem(net, 37, "rows")
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = net.value_and_grad(params, X, Y, backend="naive")[1]
+        single = net.value_and_grad(params, X[:1], Y[:1], backend="naive")[1]
+    finally:
+        numba.set_num_threads(threads)
+    assert rel_diff(net.value_and_grad(params, X, Y, backend="naive")[1], serial) < 1e-14
+    assert (net.value_and_grad(params, X[:1], Y[:1], backend="naive")[1] == single).all()
+
+
+def test_workspace_is_reused_across_batch_sizes():
+    net = fp.MLP([4, 6, 2], "tanh")
+    params, X, Y = make_problem(net, 16, "rows")
+    net.value_and_grad(params, X, Y)
+    work = net._workspaces["matrix"]
+    for batch in (1, 5, 16):
+        net.value_and_grad(params, X[:batch], Y[:batch])
+        assert net._workspaces["matrix"] is work

@@ -1,0 +1,153 @@
+"""Both backends against the float64 reference, central differences, PyTorch and each other,
+over architectures that cover every activation, every output/loss pair, width 1, odd widths,
+depth 1 and depth 9, batch 1 and odd batches, l2 on and off, float32 and float64."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from conftest import BACKENDS, DTYPES, make_problem, rel_diff
+from reference import reference_loss_and_grad, torch_loss_and_grad
+
+import fastprop as fp
+from fastprop.activations import ACTIVATIONS
+from fastprop.losses import COMPATIBLE_OUTPUTS
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    sizes: tuple[int, ...]
+    activation: str | tuple[str, ...]
+    output: str
+    loss: str
+    l2: float
+    batch: int
+    targets: str
+
+    def net(self, dtype) -> fp.MLP:
+        return fp.MLP(self.sizes, self.activation, self.output, self.loss, self.l2, dtype)
+
+
+CASES = [
+    Case("width-1", (1, 1, 1), "tanh", "identity", "squared", 0.0, 3, "rows"),
+    Case("depth-1-labels", (5, 3), (), "softmax", "cross_entropy", 0.0, 1, "labels"),
+    Case("depth-1-bce", (4, 2), (), "sigmoid", "binary_cross_entropy", 0.1, 7, "rows"),
+    Case("odd-widths", (7, 5, 3, 9, 2), ("sigmoid", "softplus", "leaky_relu"), "identity",
+         "squared", 1e-3, 5, "rows"),
+    Case("depth-9", (3, 4, 5, 4, 5, 4, 5, 4, 5, 3),
+         ("tanh", "sigmoid", "relu", "leaky_relu", "softplus", "identity", "tanh", "softplus"),
+         "softmax", "cross_entropy", 1e-2, 6, "soft"),
+    Case("hinge", (6, 8, 8, 4), "relu", "identity", "hinge", 1e-2, 9, "labels"),
+    Case("softmax-squared", (4, 6, 5), "tanh", "softmax", "squared", 0.0, 3, "rows"),
+    Case("sigmoid-squared", (4, 6, 3), "identity", "sigmoid", "squared", 0.5, 2, "rows"),
+    Case("onehot", (6, 10, 4), "softplus", "softmax", "cross_entropy", 0.0, 11, "onehot"),
+    Case("wider", (33, 65, 17), "relu", "softmax", "cross_entropy", 1e-4, 13, "labels"),
+    Case("bce-wide", (9, 31, 7), "leaky_relu", "sigmoid", "binary_cross_entropy", 0.0, 1,
+         "soft"),
+    # A wide layer under narrow ones: the naive backward once wrote past a narrowed buffer here.
+    Case("narrow-over-wide", (1, 2, 1, 1, 1), "identity", "identity", "squared", 0.0, 1, "rows"),
+]
+IDS = [case.name for case in CASES]
+
+# float32 carries about 7 digits; deep networks lose a few more through the chain rule.
+REFERENCE_TOL = {np.float32: 1e-5, np.float64: 1e-12}
+FINITE_DIFFERENCE_TOL = {np.float32: 5e-4, np.float64: 1e-6}
+BACKEND_AGREEMENT_TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def test_cases_cover_the_contract():
+    used = set()
+    for case in CASES:
+        used.update((case.activation,) if isinstance(case.activation, str) else case.activation)
+    assert used == set(ACTIVATIONS)
+    pairs = {(case.output, case.loss) for case in CASES}
+    assert pairs == {(out, loss) for loss, outs in COMPATIBLE_OUTPUTS.items() for out in outs}
+
+
+def _reference(net, params, X, Y):
+    return reference_loss_and_grad(net.sizes, net.activations, net.output, net.loss_name,
+                                   net.l2, params, X, Y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_matches_float64_reference(case, dtype, backend):
+    net = case.net(dtype)
+    params, X, Y = make_problem(net, case.batch, case.targets)
+    loss, grad = net.value_and_grad(params, X, Y, backend=backend)
+    ref_loss, ref_grad = _reference(net, params, X, Y)
+    assert grad.dtype == dtype and grad.shape == (net.n_params,)
+    assert rel_diff(loss, ref_loss) <= REFERENCE_TOL[dtype]
+    assert rel_diff(grad, ref_grad) <= REFERENCE_TOL[dtype]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_matches_central_differences(case, dtype, backend):
+    net = case.net(dtype)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=1)
+    assert fp.gradient_check(net, params, X, Y, backend=backend) <= FINITE_DIFFERENCE_TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_naive_and_matrix_agree(case, dtype):
+    net = case.net(dtype)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=2)
+    matrix_loss, matrix_grad = net.value_and_grad(params, X, Y, backend="matrix")
+    naive_loss, naive_grad = net.value_and_grad(params, X, Y, backend="naive")
+    assert rel_diff(naive_loss, matrix_loss) <= BACKEND_AGREEMENT_TOL[dtype]
+    assert rel_diff(naive_grad, matrix_grad) <= BACKEND_AGREEMENT_TOL[dtype]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_matches_torch_autograd(case):
+    pytest.importorskip("torch")
+    net = case.net(np.float64)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=3)
+    loss, grad = net.value_and_grad(params, X, Y)
+    torch_loss, torch_grad = torch_loss_and_grad(net.sizes, net.activations, net.output,
+                                                 net.loss_name, net.l2, params, X, Y)
+    assert rel_diff(loss, torch_loss) <= 1e-10
+    assert rel_diff(grad, torch_grad) <= 1e-10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_loss_matches_value_and_grad(backend):
+    case = CASES[4]
+    net = case.net(np.float64)
+    params, X, Y = make_problem(net, case.batch, case.targets)
+    loss, _ = net.value_and_grad(params, X, Y, backend=backend)
+    assert rel_diff(net.loss(params, X, Y, backend=backend), loss) <= 1e-14
+
+
+def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
+    """A backend whose gradient is 1% off is reported with an error of about 1%."""
+    correct = fp.BACKENDS["matrix"]
+
+    def one_percent_off(*args):
+        status, loss = correct.value_and_grad(*args)
+        args[8][:] *= 1.01
+        return status, loss
+
+    monkeypatch.setitem(fp.BACKENDS, "broken", fp.backends.Backend(
+        "broken", one_percent_off, correct.loss, correct.forward, correct.workspace_size))
+    case = CASES[3]
+    net = case.net(np.float64)
+    params, X, Y = make_problem(net, case.batch, case.targets)
+    assert fp.gradient_check(net, params, X, Y) < 1e-6
+    assert 0.009 < fp.gradient_check(net, params, X, Y, backend="broken") < 0.011
+
+
+def test_gradient_check_samples_big_networks():
+    net = fp.MLP([40, 30, 5], "tanh")
+    params, X, Y = make_problem(net, 4, "rows")
+    assert net.n_params > 1000
+    assert fp.gradient_check(net, params, X, Y, max_checks=50) <= 1e-6
+    with pytest.raises(ValueError, match="max_checks"):
+        fp.gradient_check(net, params, X, Y, max_checks=0)
