@@ -313,7 +313,7 @@ def _importable(module: str | None) -> bool:
         return True
     try:
         importlib.import_module(module)
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
+    except Exception:  # any import failure means "not available"
         return False
     return True
 

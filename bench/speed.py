@@ -53,6 +53,14 @@ TARGETS = (
     ((1, 32, 4, "float64"), "naive", "matrix", 3.0),
     ((1, 256, 4, "float64"), "naive", "matrix", 3.0),
 )
+#: OpenBLAS worker threads otherwise busy-wait long after each call and, on a small machine, slow
+#: down whichever contender runs next by up to 10x; 2**18 cycles (~0.1 ms) keeps them hot between
+#: the GEMMs of one gradient. Applies to numpy's and scipy's (numba's np.dot) OpenBLAS alike.
+OPENBLAS_TIMEOUT = 18
+#: Contenders faster than this get untimed settle calls before their timed calls in each round.
+SETTLE_UP_TO_S = 0.05
+#: A 1-minute load average above this before the run means someone else is using the CPU.
+BUSY_LOAD = 0.5
 RATIOS = (("matrix", "jax"), ("matrix", "numpy"), ("matrix", "gemm"), ("naive", "matrix"))
 
 
@@ -93,7 +101,9 @@ class Contender:
         Relative max error of gradient and loss against the float64 NumPy reference
         (NaN for the ``gemm`` floor, which computes no gradient).
     k : int
-        Calls per round (inner loop for fast contenders).
+        Timed calls per round (inner loop for fast contenders).
+    settle : int
+        Untimed calls just before them in each round (see :func:`run_rounds`).
     times : list of float
         Seconds per call, one entry per round.
     """
@@ -103,6 +113,7 @@ class Contender:
     status: str = "ok"
     error: float = math.nan
     k: int = 1
+    settle: int = 0
     times: list[float] = field(default_factory=list)
 
     def median_us(self) -> float:
@@ -123,6 +134,7 @@ class Settings:
     min_rounds: int
     max_rounds: int
     max_call_s: float
+    settle_s: float
 
 
 def parse_cases(text: str) -> list[tuple[int, int, int]]:
@@ -148,29 +160,68 @@ def parse_names(text: str, allowed: Sequence[str], what: str) -> list[str]:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, Settings]:
     """Command-line options, and the timing settings they imply."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", type=parse_cases, default=parse_cases(DEFAULT_CASES),
-                        help=f"comma-separated BxHxM (default {DEFAULT_CASES})")
-    parser.add_argument("--dtype", default="float64",
-                        type=lambda s: parse_names(s, tuple(TOLERANCE), "dtype"),
-                        help="comma-separated dtypes: float64 (default), float32")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        type=lambda s: parse_names(s, CONTENDERS, "contender"),
-                        help=f"subset of {','.join(CONTENDERS)} (default: all available)")
+    parser.add_argument(
+        "--cases",
+        type=parse_cases,
+        default=parse_cases(DEFAULT_CASES),
+        help=f"comma-separated BxHxM (default {DEFAULT_CASES})",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float64",
+        type=lambda s: parse_names(s, tuple(TOLERANCE), "dtype"),
+        help="comma-separated dtypes: float64 (default), float32",
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        type=lambda s: parse_names(s, CONTENDERS, "contender"),
+        help=f"subset of {','.join(CONTENDERS)} (default: all available)",
+    )
     parser.add_argument("--quick", action="store_true", help="short run (~20 s) for a smoke test")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="seconds of timed rounds per case (default 6, --quick 1)")
-    parser.add_argument("--max-call", type=float, default=None,
-                        help="a contender slower than this many seconds per call is timed once, "
-                        "outside the rounds (default 2, --quick 0.5)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds of timed rounds per case (default 6, --quick 1)",
+    )
+    parser.add_argument(
+        "--max-call",
+        type=float,
+        default=None,
+        help="a contender slower than this many seconds per call is timed once, "
+        "outside the rounds (default 2, --quick 0.5)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.005,
+        help="seconds of untimed calls a contender makes before its timed calls in each round, "
+        f"so other libraries' spinning threads have quieted (default 0.005; none for calls over "
+        f"{SETTLE_UP_TO_S} s; 0 disables)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the raw numbers here")
-    parser.add_argument("--seed", type=int, default=0, help="seed of params and data")
+    parser.add_argument("--seed", type=int, default=0, help="seed of params, data and orders")
+    parser.add_argument(
+        "--openblas-timeout",
+        type=int,
+        default=OPENBLAS_TIMEOUT,
+        help="OPENBLAS_THREAD_TIMEOUT (log2 cycles OpenBLAS threads spin after a "
+        f"call) to re-run under when unset (default {OPENBLAS_TIMEOUT}; 0: leave "
+        "OpenBLAS's default, whose long spinning slows whatever runs next)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        settings = Settings(warmup=2, budget_s=1.0, min_rounds=3, max_rounds=200, max_call_s=0.5)
+        settings = Settings(
+            warmup=2, budget_s=1.0, min_rounds=3, max_rounds=200, max_call_s=0.5, settle_s=0
+        )
     else:
-        settings = Settings(warmup=3, budget_s=6.0, min_rounds=7, max_rounds=1000, max_call_s=2.0)
+        settings = Settings(
+            warmup=3, budget_s=6.0, min_rounds=7, max_rounds=1000, max_call_s=2.0, settle_s=0
+        )
     if args.budget is not None:
         settings.budget_s = args.budget
+    settings.settle_s = args.settle
     if args.max_call is not None:
         settings.max_call_s = args.max_call
     return args, settings
@@ -181,7 +232,7 @@ def load_fastprop() -> tuple[ModuleType | None, str]:
     sys.path.insert(0, str(REPO_ROOT))
     try:
         import fastprop
-    except Exception as exc:  # noqa: BLE001 - report any import failure and go on without it
+    except Exception as exc:  # report any import failure and go on without it
         return None, f"{type(exc).__name__}: {exc}"
     if not hasattr(fastprop, "MLP"):  # e.g. a namespace package while __init__.py is missing
         return None, f"fastprop at {list(fastprop.__path__)} has no MLP"
@@ -209,10 +260,11 @@ def build(
     net_error = "fastprop not importable"
     if fp is not None:
         try:
-            net = fp.MLP(sizes, activation="tanh", output="identity", loss="squared", l2=0.0,
-                         dtype=dtype)
+            net = fp.MLP(
+                sizes, activation="tanh", output="identity", loss="squared", l2=0.0, dtype=dtype
+            )
             params = np.ascontiguousarray(net.init(seed=seed), dtype=dtype)
-        except Exception as exc:  # noqa: BLE001 - report, keep timing the peers
+        except Exception as exc:  # report, keep timing the peers
             net, net_error = None, f"{type(exc).__name__}: {exc}"
     if net is None:
         params = init_params(sizes, dtype, seed)
@@ -262,7 +314,7 @@ def warm_up_and_check(
             seconds = time.perf_counter() - t0
             if seconds > settings.max_call_s and (i > 0 or compiled):
                 break
-    except Exception as exc:  # noqa: BLE001 - a failing contender is reported, not fatal
+    except Exception as exc:  # a failing contender is reported, not fatal
         c.status = f"error: {type(exc).__name__}: {exc}"
         return seconds
     if c.name != "gemm":  # the floor computes no gradient
@@ -275,28 +327,39 @@ def warm_up_and_check(
 
 
 def plan_rounds(timed: list[Contender], estimates: dict[str, float], settings: Settings) -> int:
-    """Choose each contender's inner-loop ``k`` and the number of rounds for the time budget."""
+    """Choose each contender's ``k`` and ``settle`` calls, and the rounds for the time budget."""
     for c in timed:
-        c.k = max(1, min(MAX_INNER, math.ceil(INNER_TARGET_S / max(estimates[c.name], 1e-9))))
-    round_s = sum(c.k * estimates[c.name] for c in timed)
+        est = max(estimates[c.name], 1e-9)
+        c.k = max(1, min(MAX_INNER, math.ceil(INNER_TARGET_S / est)))
+        c.settle = math.ceil(settings.settle_s / est) if est < SETTLE_UP_TO_S else 0
+    round_s = sum((c.k + c.settle) * estimates[c.name] for c in timed)
     rounds = math.ceil(settings.budget_s / max(round_s, 1e-9))
     return max(settings.min_rounds, min(settings.max_rounds, rounds))
 
 
-def run_rounds(timed: list[Contender], rounds: int) -> None:
-    """The timing loop: round-robin over ``timed``, rotating the order each round.
+def run_rounds(timed: list[Contender], rounds: int, seed: int = 0) -> None:
+    """The timing loop: every round calls every contender of ``timed``, in a new random order.
 
     Appends one per-call time (seconds, the round's ``k`` calls divided by ``k``) per round to
-    each contender's ``times``. The garbage collector is off while timing.
+    each contender's ``times``. The libraries' thread pools (OpenBLAS, torch's and numba's
+    OpenMP, XLA) keep spinning for a while after a call returns and, on a small machine, slow
+    whatever runs next, so each contender's timed calls follow ``settle`` untimed calls of its own
+    (about ``--settle`` seconds' worth), and the order is shuffled each round (not rotated, which
+    would keep the same neighbours) so every contender follows every other equally often.
+    The garbage collector is off while timing.
     """
     timer = time.perf_counter
-    n = len(timed)
+    orders = np.random.default_rng(seed).permuted(
+        np.tile(np.arange(len(timed)), (rounds, 1)), axis=1
+    )
     gc.collect()
     gc.disable()
     try:
-        for r in range(rounds):
-            for c in timed[r % n :] + timed[: r % n]:
+        for order in orders:
+            for c in (timed[i] for i in order):
                 fn, k = c.fn, c.k
+                for _ in range(c.settle):
+                    fn()
                 t0 = timer()
                 for _ in range(k):
                     fn()
@@ -306,7 +369,11 @@ def run_rounds(timed: list[Contender], rounds: int) -> None:
 
 
 def run_case(
-    case: Case, names: Sequence[str], fp: ModuleType | None, settings: Settings, seed: int,
+    case: Case,
+    names: Sequence[str],
+    fp: ModuleType | None,
+    settings: Settings,
+    seed: int,
     compiled: set[tuple[str, str]],
 ) -> list[Contender]:
     """Build, warm up, check and time every contender of one case; print a progress line."""
@@ -322,13 +389,15 @@ def run_case(
     timed = [c for c in contenders if c.status == "ok"]
     rounds = plan_rounds(timed, estimates, settings) if timed else 0
     t0 = time.perf_counter()
-    run_rounds(timed, rounds)
+    run_rounds(timed, rounds, seed)
     notes = ", ".join(
         f"{c.name} err={c.error:.1e} k={c.k}" + ("" if c.status == "ok" else f" [{c.status}]")
         for c in contenders
     )
-    print(f"  {case.label:>18}: {rounds} rounds in {time.perf_counter() - t0:.1f} s | {notes}",
-          flush=True)
+    print(
+        f"  {case.label:>18}: {rounds} rounds in {time.perf_counter() - t0:.1f} s | {notes}",
+        flush=True,
+    )
     return contenders
 
 
@@ -354,8 +423,10 @@ def print_tables(results: list[tuple[Case, list[Contender]]], names: Sequence[st
     """Print the medians with ratios, then the minima."""
     head = f"{'B':>5} {'H':>5} {'M':>2} {'dtype':>7} |"
     for stat in ("median", "min"):
-        print(f"\n{stat} us per call" + (" (* = one call, too slow for rounds)"
-                                          if stat == "median" else ""))
+        print(
+            f"\n{stat} us per call"
+            + (" (* = one call, too slow for rounds)" if stat == "median" else "")
+        )
         line = head + "".join(f"{n:>11}" for n in names)
         if stat == "median":
             line += " |" + "".join(f"{f'{a}/{b}':>14}" for a, b in RATIOS)
@@ -380,8 +451,15 @@ def check_targets(results: list[tuple[Case, list[Contender]]]) -> list[dict[str,
         verdict = "SKIP" if math.isnan(value) else ("PASS" if value <= limit else "FAIL")
         shown = "not measured" if math.isnan(value) else f"{value:.3f}"
         print(f"  {verdict}  {num}/{den} at {label:<20} = {shown:<12} (target <= {limit})")
-        outcomes.append({"case": key, "ratio": f"{num}/{den}", "value": value, "limit": limit,
-                         "verdict": verdict})
+        outcomes.append(
+            {
+                "case": key,
+                "ratio": f"{num}/{den}",
+                "value": value,
+                "limit": limit,
+                "verdict": verdict,
+            }
+        )
     return outcomes
 
 
@@ -400,8 +478,9 @@ def machine_note(fp_where: str) -> list[str]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
     except OSError:
         pass
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
@@ -415,14 +494,22 @@ def machine_note(fp_where: str) -> list[str]:
         from threadpoolctl import threadpool_info
 
         for pool in threadpool_info():
-            lines.append(f"threadpool: {pool.get('internal_api')} {pool.get('version')} "
-                         f"num_threads={pool.get('num_threads')} "
-                         f"({Path(pool.get('filepath', '?')).name})")
+            lines.append(
+                f"threadpool: {pool.get('internal_api')} {pool.get('version')} "
+                f"num_threads={pool.get('num_threads')} "
+                f"({Path(pool.get('filepath', '?')).name})"
+            )
     except ImportError:
         blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-        lines.append(f"numpy BLAS: {blas.get('name')} {blas.get('version')} "
-                     "(threadpoolctl not installed: no thread counts)")
-    env = {k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")}
+        lines.append(
+            f"numpy BLAS: {blas.get('name')} {blas.get('version')} "
+            "(threadpoolctl not installed: no thread counts)"
+        )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.endswith(("_NUM_THREADS", "_THREAD_TIMEOUT", "_WAIT_POLICY", "_SPINCOUNT"))
+    }
     lines.append(f"thread env: {env or 'none set'}")
     if "torch" in available_peers():
         import torch
@@ -449,15 +536,27 @@ def _finite(obj: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the process exit status."""
     args, settings = parse_args(argv)
+    if args.openblas_timeout and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        # OpenBLAS reads it when loaded, and numpy is loaded: run again in a fresh process.
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(args.openblas_timeout)
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     t_start = time.perf_counter()
     fp, fp_where = load_fastprop()
     available = set(available_peers()) | (set(BACKENDS) if fp is not None else set())
     names = [n for n in args.contenders if n in available]
     missing = [n for n in args.contenders if n not in available]
     print(f"fastprop: {fp_where}")
-    print(f"contenders: {', '.join(names)}" + (f" (unavailable: {', '.join(missing)})"
-                                                if missing else ""))
+    print(
+        f"contenders: {', '.join(names)}"
+        + (f" (unavailable: {', '.join(missing)})" if missing else "")
+    )
     print(f"settings: {settings}")
+    load_at_start = os.getloadavg()[0]
+    if load_at_start > BUSY_LOAD:
+        print(
+            f"WARNING: load average {load_at_start:.2f}: other processes are using the CPU, "
+            "so timings will be slow and noisy"
+        )
     cases = [Case(B, H, M, d) for d in args.dtype for B, H, M in args.cases]
     compiled: set[tuple[str, str]] = set()
     results = []
@@ -467,6 +566,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = check_targets(results)
     print("\nmachine")
     note = machine_note(fp_where)
+    note.append(
+        f"load average (1 min): {load_at_start:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end (includes this run)"
+    )
     for line in note:
         print(f"  {line}")
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s")
@@ -477,11 +580,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             "machine": note,
             "targets": targets,
             "cases": [
-                {**asdict(case), "contenders": {
-                    c.name: {"status": c.status, "error": c.error, "k": c.k,
-                             "median_us": c.median_us(), "min_us": c.min_us(),
-                             "times_s": c.times}
-                    for c in contenders}}
+                {
+                    **asdict(case),
+                    "contenders": {
+                        c.name: {
+                            "status": c.status,
+                            "error": c.error,
+                            "k": c.k,
+                            "settle": c.settle,
+                            "median_us": c.median_us(),
+                            "min_us": c.min_us(),
+                            "times_s": c.times,
+                        }
+                        for c in contenders
+                    },
+                }
                 for case, contenders in results
             ],
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ class MLP:
         self._layout = build_layout(self.sizes, ids)
         self._loss_id = LOSSES[self.loss_name]
         self._l2 = self.dtype.type(self.l2)
-        self.n_params = sum(n_out * n_in + n_out for n_in, n_out in zip(self.sizes, self.sizes[1:]))
+        self.n_params = sum(n_out * n_in + n_out for n_in, n_out in pairwise(self.sizes))
         self._workspaces: dict[str, np.ndarray] = {}
         self._workspace_sizes: dict[tuple[str, int, int], int] = {}
 
@@ -97,7 +98,7 @@ class MLP:
     @property
     def layer_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
         """``[((n_1, n_0), (n_1,)), ...]``: each layer's weight and bias shapes."""
-        return [((n_out, n_in), (n_out,)) for n_in, n_out in zip(self.sizes, self.sizes[1:])]
+        return [((n_out, n_in), (n_out,)) for n_in, n_out in pairwise(self.sizes)]
 
     @property
     def is_classifier(self) -> bool:
@@ -150,7 +151,8 @@ class MLP:
         """
         rng = np.random.default_rng(seed)
         params = np.zeros(self.n_params, dtype=self.dtype)
-        for (W, _), after in zip(self.unpack(params), self.activations + (self.output,)):
+        applied_after = (*self.activations, self.output)
+        for (W, _), after in zip(self.unpack(params), applied_after, strict=True):
             n_out, n_in = W.shape
             if after in _HE_INIT:
                 bound = np.sqrt(6.0 / n_in)
@@ -177,7 +179,7 @@ class MLP:
             raise ValueError(f"layers must hold {self.n_layers} (W, b) pairs, got {len(layers)}")
         params = np.empty(self.n_params, dtype=self.dtype)
         for k, ((W, b), (W_shape, b_shape), (W_out, b_out)) in enumerate(
-                zip(layers, self.layer_shapes, self.unpack(params))):
+                zip(layers, self.layer_shapes, self.unpack(params), strict=True)):
             if np.shape(W) != W_shape or np.shape(b) != b_shape:
                 raise ValueError(f"layer {k + 1} must be W {W_shape}, b {b_shape}, got "
                                  f"W {np.shape(W)}, b {np.shape(b)}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numba
 from numba import njit
 
-from .._layout import ACT, A_OFF, B_OFF, N_IN, N_OUT, W_OFF
+from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
 
 OK = 0
 LABEL_OUT_OF_RANGE = 1

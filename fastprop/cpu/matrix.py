@@ -30,8 +30,16 @@ from numba import njit, prange
 from .._layout import N_IN, N_OUT
 from ..activations import IDENTITY, activate, derivative
 from ..losses import loss_and_delta, output_activation
-from .common import (OK, activation_id, activations, add_l2, check_values, l2_penalty,
-                     total_width, weights)
+from .common import (
+    OK,
+    activation_id,
+    activations,
+    add_l2,
+    check_values,
+    l2_penalty,
+    total_width,
+    weights,
+)
 
 #: Element count from which an element-wise pass is split among threads.
 PARALLEL_MIN_ELEMENTS = 1 << 14
