@@ -1,0 +1,7 @@
+"""``python -m fastprop``: the ``fastprop`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
