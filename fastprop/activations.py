@@ -16,13 +16,20 @@ softplus        log(1 + exp(z))                   1 - exp(-a)   (= sigmoid(z), v
 ==============  ================================  ==========================================
 
 Sigmoid and softplus use the overflow-free forms, so any finite z gives a finite result.
+
+``tanh`` is computed by :func:`tanh`, not by the C library: libm's ``tanh`` is a call per element
+(about 9 ns here) that LLVM cannot vectorise, and it dominated the forward pass. :func:`tanh` is
+branch-free arithmetic that vectorises (under 1 ns per element with AVX-512), within 2 ulp of
+NumPy's ``tanh`` in float64 (a test sweeps millions of points).
 """
 
 from __future__ import annotations
 
 import math
 
-from numba import njit
+import numpy as np
+
+from ._jit import jit
 
 IDENTITY = 0
 SIGMOID = 1
@@ -45,7 +52,49 @@ ACTIVATIONS: dict[str, int] = {
 LEAKY_SLOPE = 0.01
 
 
-@njit(cache=True, inline="always")
+# Cephes' tanh: x + x^3 P(x^2) / Q(x^2) for |x| < 0.625 ...
+_TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3)
+_TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
+# ... and 1 - 2 / (exp(2|x|) + 1) above, with Cephes' exp: 2^n exp(r), r = y - n log(2) in two
+# parts, exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)).
+_EXP_P = (1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1)
+_EXP_Q = (3.00198505138664455042e-6, 2.52448340349684104192e-3, 2.27265548208155028766e-1,
+          2.00000000000000000009e0)
+_LOG2E = 1.4426950408889634
+_LN2_HIGH = 6.93145751953125e-1
+_LN2_LOW = 1.42860682030941723212e-6
+
+
+@jit(inline="always")
+def _tanh64(x):
+    z = abs(x)
+    s = z * z
+    p = (_TANH_P[0] * s + _TANH_P[1]) * s + _TANH_P[2]
+    q = ((s + _TANH_Q[0]) * s + _TANH_Q[1]) * s + _TANH_Q[2]
+    small = z + z * s * (p / q)
+    # tanh(20) rounds to 1; capping there keeps 2^n exact in an int64 (n <= 58).
+    y = 2.0 * (z if z < 20.0 else 20.0)
+    n = np.floor(_LOG2E * y + 0.5)
+    r = (y - n * _LN2_HIGH) - n * _LN2_LOW
+    rr = r * r
+    pr = r * ((_EXP_P[0] * rr + _EXP_P[1]) * rr + _EXP_P[2])
+    qr = ((_EXP_Q[0] * rr + _EXP_Q[1]) * rr + _EXP_Q[2]) * rr + _EXP_Q[3]
+    exp_y = (1.0 + 2.0 * pr / (qr - pr)) * float(1 << int(n))
+    large = 1.0 - 2.0 / (exp_y + 1.0)
+    # (NaN fails every comparison, so it takes the `small` branch, which propagates it.)
+    return math.copysign(large if z >= 0.625 else small, x)
+
+
+@jit(inline="always")
+def tanh(z):
+    """Hyperbolic tangent in vectorisable arithmetic, in float64 and rounded to ``z``'s type.
+
+    NaN gives NaN, +-inf gives +-1, and the sign of zero is kept.
+    """
+    return type(z)(_tanh64(np.float64(z)))
+
+
+@jit(inline="always")
 def sigmoid(z):
     """Logistic function, without overflow for any finite ``z``; keeps the dtype of ``z``."""
     one = type(z)(1)
@@ -55,30 +104,31 @@ def sigmoid(z):
     return e / (one + e)
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def softplus(z):
     """``log(1 + exp(z))`` without overflow: ``max(z, 0) + log1p(exp(-|z|))``."""
     return max(z, type(z)(0)) + math.log1p(math.exp(-abs(z)))
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def activate(kind, z):
     """Apply activation ``kind`` (an id from :data:`ACTIVATIONS`) to the scalar ``z``."""
     t = type(z)
     if kind == TANH:
-        return math.tanh(z)
+        return tanh(z)
+    # relu and leaky_relu are written so that NaN fails the test and passes through.
     if kind == RELU:
-        return z if z > 0 else t(0)
+        return t(0) if z <= 0 else z
     if kind == SIGMOID:
         return sigmoid(z)
     if kind == LEAKY_RELU:
-        return z if z > 0 else z * t(LEAKY_SLOPE)
+        return z * t(LEAKY_SLOPE) if z <= 0 else z
     if kind == SOFTPLUS:
         return softplus(z)
     return z
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def derivative(kind, a):
     """Derivative of activation ``kind`` at the point whose activation output is ``a``."""
     t = type(a)

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import math
 
-from numba import njit
-
+from ._jit import jit
 from .activations import sigmoid
 
 OUT_IDENTITY = 0
@@ -56,7 +55,7 @@ TARGET_KINDS: dict[str, str] = {"squared": "rows", "cross_entropy": "either",
                                 "binary_cross_entropy": "rows", "hinge": "labels"}
 
 
-@njit(cache=True)
+@jit
 def _max(z):
     m = z[0]
     for k in range(1, z.shape[0]):
@@ -64,7 +63,7 @@ def _max(z):
     return m
 
 
-@njit(cache=True)
+@jit
 def _sum_exp(z, m):
     s = z[0] * 0
     for k in range(z.shape[0]):
@@ -72,7 +71,7 @@ def _sum_exp(z, m):
     return s
 
 
-@njit(cache=True)
+@jit
 def output_activation(out_id, z, p):
     """Write the output activation of the scores ``z`` into ``p`` (``p`` may be ``z`` itself)."""
     if out_id == OUT_SOFTMAX:
@@ -88,7 +87,7 @@ def output_activation(out_id, z, p):
             p[k] = z[k]
 
 
-@njit(cache=True)
+@jit
 def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
     """Loss of sample ``i`` and ``scale * dloss/dz`` written into ``delta``.
 
@@ -142,7 +141,7 @@ def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
     return loss
 
 
-@njit(cache=True)
+@jit
 def _squared_loss_and_delta(out_id, z, Y, i, scale, delta):
     """``1/2 ||p - y||^2`` for ``p`` the output activation of ``z``, and its scaled delta."""
     n = z.shape[0]

@@ -21,8 +21,8 @@ written when a value is bad. ``fastprop._validate.raise_for_status`` turns the s
 from __future__ import annotations
 
 import numba
-from numba import njit
 
+from .._jit import jit
 from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
 
 OK = 0
@@ -32,14 +32,14 @@ Y_NOT_FINITE = 3
 PARAMS_NOT_FINITE = 4
 
 
-@njit
+@numba.njit
 def thread_count():
     """``numba.get_num_threads()``, cheaper to call from Python than numba's own function (which
     takes two locks per call). Not cached: compiled code that reads the thread count cannot be."""
     return numba.get_num_threads()
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@jit(fastmath={"reassoc"})
 def all_finite(values):
     """True when no element of the contiguous array ``values`` is NaN or +-inf.
 
@@ -53,7 +53,7 @@ def all_finite(values):
     return acc == 0
 
 
-@njit(cache=True)
+@jit
 def check_values(layout, params, X, Y, labels, check_finite):
     """Status of the input values: labels always (they index memory), finiteness on request."""
     if labels.shape[0] > 0:
@@ -73,7 +73,7 @@ def check_values(layout, params, X, Y, labels, check_finite):
     return OK
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def weights(flat, layout, layer):
     """Views ``(W, b)`` of layer ``layer`` in the flat vector ``flat`` (parameters or gradient)."""
     n_in = layout[layer, N_IN]
@@ -83,27 +83,27 @@ def weights(flat, layout, layer):
     return flat[w_off:b_off].reshape(n_out, n_in), flat[b_off:b_off + n_out]
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def activations(work, layout, layer, batch):
     """View ``(batch, n_out)`` of layer ``layer``'s activations in the workspace ``work``."""
     start = batch * layout[layer, A_OFF]
     return work[start:start + batch * layout[layer, N_OUT]].reshape(batch, layout[layer, N_OUT])
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def total_width(layout):
     """Sum of the output widths of all layers."""
     last = layout.shape[0] - 1
     return layout[last, A_OFF] + layout[last, N_OUT]
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def activation_id(layout, layer):
     """Activation id of layer ``layer``."""
     return layout[layer, ACT]
 
 
-@njit(cache=True)
+@jit
 def l2_penalty(layout, params, l2):
     """``l2 / 2 * sum ||W||^2`` over every layer's weights (not the biases)."""
     squares = l2 * 0
@@ -114,7 +114,7 @@ def l2_penalty(layout, params, l2):
     return squares * l2 * type(l2)(0.5)
 
 
-@njit(cache=True)
+@jit
 def add_l2(layout, params, l2, grad):
     """Add ``l2 * W``, the gradient of :func:`l2_penalty`, to every weight gradient."""
     if l2 != 0:

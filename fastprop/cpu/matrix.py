@@ -17,16 +17,19 @@ computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` over
 Workspace (one flat array of the network's dtype, see :func:`workspace_size`): every layer's
 activations for the batch, one scratch block for ``D_l W_l``, and the per-sample losses.
 
-Element-wise passes run over rows with ``prange`` when a layer has at least
-:data:`PARALLEL_MIN_ELEMENTS` elements; below that they run serially, because starting a parallel
-region costs about a microsecond, more than the whole pass at small sizes.
+Threads: BLAS owns the cores. The products run on the BLAS's threads; the element-wise passes
+run on the calling thread, vectorised (SIMD), and never start numba's thread pool. Splitting them
+among numba threads as well made two spinning thread pools fight for the cores: on 2 cores,
+numba's OpenMP workers spinning after a ``prange`` slowed the next GEMM 10 to 20 times (64 ms
+instead of 3.5 ms for a 256-wide network at batch 256). With SIMD passes, the serial element-wise
+work stays a small fraction of the GEMM time (see the README's performance notes).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
+from .._jit import jit
 from .._layout import N_IN, N_OUT
 from ..activations import IDENTITY, activate, derivative
 from ..losses import loss_and_delta, output_activation
@@ -41,9 +44,6 @@ from .common import (
     weights,
 )
 
-#: Element count from which an element-wise pass is split among threads.
-PARALLEL_MIN_ELEMENTS = 1 << 14
-
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     """Length of the workspace for a batch of ``batch`` samples (``n_threads`` is not used)."""
@@ -52,52 +52,30 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     return batch * (int(widths.sum()) + scratch + 1)
 
 
-@njit(cache=True, inline="always")
-def _bias_activation_row(a, b, act):
-    for j in range(a.shape[0]):
-        a[j] = activate(act, a[j] + b[j])
-
-
-@njit(cache=True, parallel=True)
+@jit
 def _bias_activation(A, b, act):
     """``A <- f(A + b)`` row by row, ``f`` the activation with id ``act``."""
-    if A.size < PARALLEL_MIN_ELEMENTS:
-        for i in range(A.shape[0]):
-            _bias_activation_row(A[i], b, act)
-    else:
-        for i in prange(A.shape[0]):
-            _bias_activation_row(A[i], b, act)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = activate(act, A[i, j] + b[j])
 
 
-@njit(cache=True, inline="always")
-def _derivative_row(g, a, act):
-    for j in range(a.shape[0]):
-        a[j] = g[j] * derivative(act, a[j])
-
-
-@njit(cache=True, parallel=True)
+@jit
 def _times_derivative(G, A, act):
     """``A <- G * f'(A)``: the delta of a hidden layer from its activations ``A``."""
-    if A.size < PARALLEL_MIN_ELEMENTS:
-        for i in range(A.shape[0]):
-            _derivative_row(G[i], A[i], act)
-    else:
-        for i in prange(A.shape[0]):
-            _derivative_row(G[i], A[i], act)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = G[i, j] * derivative(act, A[i, j])
 
 
-@njit(cache=True, parallel=True)
+@jit
 def _output_deltas(loss_id, out_id, Z, Y, labels, scale, row_losses):
     """Per-sample losses into ``row_losses``; ``Z`` (the scores) becomes ``scale * dloss/dZ``."""
-    if Z.size < PARALLEL_MIN_ELEMENTS:
-        for i in range(Z.shape[0]):
-            row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
-    else:
-        for i in prange(Z.shape[0]):
-            row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
+    for i in range(Z.shape[0]):
+        row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
 
 
-@njit(cache=True)
+@jit
 def _column_sums(D, out):
     """``out[j] = sum_i D[i, j]``, summed in row order."""
     out[:] = 0
@@ -106,7 +84,7 @@ def _column_sums(D, out):
             out[j] += D[i, j]
 
 
-@njit(cache=True)
+@jit
 def _forward_scores(layout, params, X, work):
     """Forward pass: hidden activations and the last layer's scores, in the workspace."""
     batch = X.shape[0]
@@ -121,7 +99,7 @@ def _forward_scores(layout, params, X, work):
         _bias_activation(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
-@njit(cache=True)
+@jit
 def _mean_loss(layout, loss_id, X, Y, labels, work):
     """Forward pass, then the mean loss; the scores become the output deltas."""
     batch = X.shape[0]
@@ -133,7 +111,7 @@ def _mean_loss(layout, loss_id, X, Y, labels, work):
     return row_losses.sum() * scale
 
 
-@njit(cache=True)
+@jit
 def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
                    n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
@@ -162,7 +140,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     return OK, loss + l2_penalty(layout, params, l2)
 
 
-@njit(cache=True)
+@jit
 def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
     status = check_values(layout, params, X, Y, labels, check_finite)
@@ -172,7 +150,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     return OK, _mean_loss(layout, loss_id, X, Y, labels, work) + l2_penalty(layout, params, l2)
 
 
-@njit(cache=True)
+@jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
     empty = np.empty((0, out.shape[1]), dtype=out.dtype)

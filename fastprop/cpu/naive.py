@@ -23,8 +23,9 @@ chunk.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .._jit import jit
 from .._layout import A_OFF, B_OFF, N_IN, N_OUT
 from ..activations import activate, derivative
 from ..losses import loss_and_delta, output_activation
@@ -36,14 +37,14 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     return min(batch, n_threads) * (_chunk_size(layout) + 1)
 
 
-@njit(cache=True)
+@jit
 def _chunk_size(layout):
     last = layout.shape[0] - 1
     n_params = layout[last, B_OFF] + layout[last, N_OUT]
     return n_params + layout[0, N_IN] + total_width(layout) + 2 * layout[:, N_OUT].max()
 
 
-@njit(cache=True, inline="always")
+@jit(inline="always")
 def _layer_input(layout, acts, layer):
     """View of layer ``layer``'s input in the per-sample buffer ``acts``."""
     n_in = layout[layer, N_IN]
@@ -51,7 +52,7 @@ def _layer_input(layout, acts, layer):
     return acts[start:start + n_in]
 
 
-@njit(cache=True)
+@jit
 def _forward_sample(layout, params, x, acts):
     """One sample: ``acts = [x, a_1, ..., a_{L-1}, z_L]`` (the last layer's raw scores)."""
     acts[:x.shape[0]] = x
@@ -69,7 +70,7 @@ def _forward_sample(layout, params, x, acts):
             a_out[j] = z if layer == last else activate(act, z)
 
 
-@njit(cache=True)
+@jit
 def _backward_sample(layout, params, acts, delta, spare, acc):
     """Add one sample's gradient to ``acc``, from its output delta (in ``delta``).
 
@@ -101,7 +102,7 @@ def _backward_sample(layout, params, acts, delta, spare, acc):
             delta, spare = spare, delta
 
 
-@njit(cache=True)
+@jit
 def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, with_grad):
     """Samples ``start:stop``: their summed loss; their gradients added to the accumulator."""
     n_params = params.shape[0]
@@ -125,7 +126,7 @@ def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, wi
     return total
 
 
-@njit(cache=True, parallel=True)
+@jit(parallel=True)
 def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, with_grad):
     """Run every chunk (in parallel when there are several); return the chunk count and loss."""
     batch = X.shape[0]
@@ -144,7 +145,7 @@ def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, with_gra
     return n_chunks, losses.sum() * scale
 
 
-@njit(cache=True, parallel=True)
+@jit(parallel=True)
 def _sum_accumulators(work, n_chunks, size, grad):
     """``grad = sum of the chunks' accumulators``, added in chunk order."""
     for k in prange(grad.shape[0]):
@@ -154,7 +155,7 @@ def _sum_accumulators(work, n_chunks, size, grad):
         grad[k] = total
 
 
-@njit(cache=True)
+@jit
 def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
                    n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
@@ -171,7 +172,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     return OK, loss + l2_penalty(layout, params, l2)
 
 
-@njit(cache=True)
+@jit
 def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
     status = check_values(layout, params, X, Y, labels, check_finite)
@@ -181,7 +182,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     return OK, total + l2_penalty(layout, params, l2)
 
 
-@njit(cache=True)
+@jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
     empty = np.empty((0, out.shape[1]), dtype=out.dtype)

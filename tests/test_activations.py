@@ -1,0 +1,70 @@
+"""The compiled activations against NumPy, and their derivatives against the definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastprop.activations import ACTIVATIONS, activate, derivative, tanh
+
+
+@njit(error_model="numpy")
+def _tanh_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = tanh(x[i])
+
+
+@njit(error_model="numpy")
+def _activate_all(kind, x, a, slope):
+    for i in range(x.shape[0]):
+        a[i] = activate(kind, x[i])
+        slope[i] = derivative(kind, a[i])
+
+
+def test_tanh_within_two_ulp_of_numpy():
+    x = np.concatenate([np.linspace(-25, 25, 1_000_001), np.geomspace(1e-300, 25, 300_000),
+                        -np.geomspace(1e-300, 25, 300_000), [0.625, -0.625, 20.0, 5e-324]])
+    out = np.empty_like(x)
+    _tanh_all(x, out)
+    expected = np.tanh(x)
+    ulps = np.abs(out - expected) / np.spacing(np.maximum(np.abs(expected), 1e-300))
+    assert ulps.max() <= 2.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_special_values(dtype):
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e3, -1e3], dtype=dtype)
+    out = np.empty_like(x)
+    _tanh_all(x, out)
+    assert np.isnan(out[0])
+    assert (out[1:] == [1, -1, 0, 0, 1, -1]).all() and np.signbit(out[4])
+    assert out.dtype == dtype
+
+
+def _numpy_activation(name, z):
+    return {"identity": z, "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z),
+            "relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, 0.01 * z),
+            "softplus": np.logaddexp(0, z)}[name]
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_and_derivative(name):
+    z = np.concatenate([np.linspace(-30, 30, 20_001), [0.0]])
+    a, slope = np.empty_like(z), np.empty_like(z)
+    _activate_all(ACTIVATIONS[name], z, a, slope)
+    np.testing.assert_allclose(a, _numpy_activation(name, z), rtol=1e-14, atol=1e-300)
+    h = 1e-6  # central differences of the NumPy definition, away from the kinks at 0
+    smooth = np.abs(z) > 1e-3
+    numeric = (_numpy_activation(name, z + h) - _numpy_activation(name, z - h)) / (2 * h)
+    np.testing.assert_allclose(slope[smooth], numeric[smooth], rtol=1e-6, atol=1e-9)
+    if name in ("relu", "leaky_relu"):
+        assert slope[-1] == (0.0 if name == "relu" else 0.01)  # the documented value at 0
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activations_propagate_nan(name):
+    z = np.array([np.nan])
+    a, slope = np.empty_like(z), np.empty_like(z)
+    _activate_all(ACTIVATIONS[name], z, a, slope)
+    assert np.isnan(a[0])
