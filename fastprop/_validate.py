@@ -9,7 +9,9 @@ Policy (also in the README):
   integer labels, which may have any integer dtype and are converted to ``int64`` when they are not
   already.
 - Inputs may be read-only (nothing writes to them); ``out`` must be writable and must not overlap
-  ``params``, ``X`` or ``Y``.
+  ``params``, ``X`` or ``Y`` (an address-range test, done by the compiled entry point's first step
+  with the value checks below: ``np.may_share_memory`` from Python cost more than the gradient of a
+  small network).
 - Values that need a pass over the data are checked by the compiled entry point's first step,
   before it writes anything (:func:`fastprop.cpu.common.check_values`), and reported here as
   ``ValueError`` by :func:`raise_for_status`: labels out of ``[0, n_outputs)`` always (they index
@@ -26,7 +28,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import ACTIVATIONS
-from .cpu.common import LABEL_OUT_OF_RANGE, PARAMS_NOT_FINITE, X_NOT_FINITE, Y_NOT_FINITE
+from .cpu.common import (
+    LABEL_OUT_OF_RANGE,
+    OUT_OVERLAPS_INPUT,
+    PARAMS_NOT_FINITE,
+    X_NOT_FINITE,
+    Y_NOT_FINITE,
+)
 from .losses import COMPATIBLE_OUTPUTS, LOSSES, OUTPUTS, TARGET_KINDS
 
 #: A dummy label array passed to the kernels when the targets are float rows.
@@ -145,14 +153,11 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
     return check_array("Y", Y, dtype, batch, n_out), NO_LABELS
 
 
-def check_out(out: object, dtype: np.dtype, n_params: int, *inputs: np.ndarray) -> np.ndarray:
-    """A writable gradient buffer of the parameters' layout that overlaps none of ``inputs``."""
+def check_out(out: object, dtype: np.dtype, n_params: int) -> np.ndarray:
+    """A writable gradient buffer of the parameters' layout (overlap: see the module notes)."""
     check_array("out", out, dtype, n_params)
     if not out.flags.writeable:
         raise ValueError("out is read-only: pass a writable array")
-    for array in inputs:
-        if np.may_share_memory(out, array):
-            raise ValueError("out overlaps params, X or Y: pass a separate array")
     return out
 
 
@@ -161,6 +166,7 @@ _STATUS_MESSAGES = {
     X_NOT_FINITE: "X holds NaN or infinity",
     Y_NOT_FINITE: "Y holds NaN or infinity",
     PARAMS_NOT_FINITE: "params holds NaN or infinity",
+    OUT_OVERLAPS_INPUT: "out overlaps params, X or Y: pass a separate array",
 }
 
 
@@ -168,6 +174,6 @@ def raise_for_status(status: int, n_out: int) -> None:
     """Raise the ``ValueError`` for a nonzero status from a compiled entry point."""
     if status:
         message = _STATUS_MESSAGES[status].format(n_out=n_out)
-        if status != LABEL_OUT_OF_RANGE:
+        if status in (X_NOT_FINITE, Y_NOT_FINITE, PARAMS_NOT_FINITE):
             message += " (pass check_finite=False to skip this check)"
         raise ValueError(message)

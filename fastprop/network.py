@@ -249,7 +249,7 @@ class MLP:
         if out is None:
             out = np.empty(self.n_params, dtype=self.dtype)
         else:
-            v.check_out(out, self.dtype, self.n_params, params, X, Y)
+            v.check_out(out, self.dtype, self.n_params)
         status, loss = chosen.value_and_grad(
             self._layout, self._loss_id, params, X, Y_rows, labels, self._l2, check_finite, out,
             *self._workspace(chosen, X.shape[0]))

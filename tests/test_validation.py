@@ -157,6 +157,25 @@ def test_bad_out(regression, make_out, error, match):
     assert (params == before).all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_partly_overlapping_inputs(regression, backend):
+    net, params, X, Y = regression
+    for name, size in (("X", X.size), ("Y", Y.size)):
+        shared = np.zeros(net.n_params + size - 3)
+        out = shared[:net.n_params]
+        inputs = {"X": X, "Y": Y}
+        inputs[name] = shared[net.n_params - 3:].reshape(inputs[name].shape)
+        inputs[name][:] = (X if name == "X" else Y)
+        with pytest.raises(ValueError, match="out overlaps params, X or Y"):
+            net.value_and_grad(params, inputs["X"], inputs["Y"], backend=backend, out=out)
+    classifier = fp.MLP([4, 3], (), output="softmax", loss="cross_entropy")
+    c_params, c_X, _ = make_problem(classifier, 6, "rows")
+    out = np.zeros(classifier.n_params)
+    with pytest.raises(ValueError, match="out overlaps"):
+        classifier.value_and_grad(c_params, c_X, out[:6].view(np.int64), backend=backend,
+                                  out=out)
+
+
 def test_read_only_out(regression):
     net, params, X, Y = regression
     out = np.empty(net.n_params)

@@ -30,6 +30,7 @@ LABEL_OUT_OF_RANGE = 1
 X_NOT_FINITE = 2
 Y_NOT_FINITE = 3
 PARAMS_NOT_FINITE = 4
+OUT_OVERLAPS_INPUT = 5
 
 
 @numba.njit
@@ -71,6 +72,23 @@ def check_values(layout, params, X, Y, labels, check_finite):
         if not all_finite(params):
             return PARAMS_NOT_FINITE
     return OK
+
+
+@jit(inline="always")
+def _overlap(a, b):
+    """Whether the memory of arrays ``a`` and ``b`` overlaps (address ranges intersect)."""
+    a_start = a.ctypes.data
+    b_start = b.ctypes.data
+    return a_start < b_start + b.size * b.itemsize and b_start < a_start + a.size * a.itemsize
+
+
+@jit
+def check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad):
+    """:func:`check_values`, and that ``grad`` overlaps none of the inputs it is computed from."""
+    if (_overlap(grad, params) or _overlap(grad, X) or _overlap(grad, Y)
+            or _overlap(grad, labels)):
+        return OUT_OVERLAPS_INPUT
+    return check_values(layout, params, X, Y, labels, check_finite)
 
 
 @jit(inline="always")

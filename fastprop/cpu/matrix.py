@@ -38,6 +38,7 @@ from .common import (
     activation_id,
     activations,
     add_l2,
+    check_gradient_inputs,
     check_values,
     l2_penalty,
     total_width,
@@ -50,6 +51,50 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     widths = layout[:, N_OUT]
     scratch = int(layout[1:, N_IN].max()) if len(layout) > 1 else 0
     return batch * (int(widths.sum()) + scratch + 1)
+
+
+#: Largest weight matrix (elements) for which a one-sample batch uses compiled loops, not BLAS.
+SMALL_PRODUCT = 256 * 256
+
+
+@jit(fastmath={"reassoc"})
+def _times_transpose(A, W, out):
+    """``out = A W^T``. A single sample's product (a matrix-vector product, where a BLAS call
+    costs more than the arithmetic) runs as row-by-row dot products; ``reassoc`` lets each dot
+    product vectorise. Anything bigger goes to BLAS."""
+    if A.shape[0] == 1 and W.size <= SMALL_PRODUCT:
+        for j in range(W.shape[0]):
+            acc = out.dtype.type(0)
+            for k in range(W.shape[1]):
+                acc += A[0, k] * W[j, k]
+            out[0, j] = acc
+    else:
+        np.dot(A, W.T, out)
+
+
+@jit
+def _times(D, W, out):
+    """``out = D W`` (the back-propagated delta); one sample as a sum of scaled rows of ``W``."""
+    if D.shape[0] == 1 and W.size <= SMALL_PRODUCT:
+        out[0, :] = 0
+        for j in range(W.shape[0]):
+            d = D[0, j]
+            for k in range(W.shape[1]):
+                out[0, k] += d * W[j, k]
+    else:
+        np.dot(D, W, out)
+
+
+@jit
+def _transpose_times(D, A, out):
+    """``out = D^T A`` (the weight gradient); one sample as an outer product."""
+    if D.shape[0] == 1 and out.size <= SMALL_PRODUCT:
+        for j in range(D.shape[1]):
+            d = D[0, j]
+            for k in range(A.shape[1]):
+                out[j, k] = d * A[0, k]
+    else:
+        np.dot(D.T, A, out)
 
 
 @jit
@@ -93,9 +138,9 @@ def _forward_scores(layout, params, X, work):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
         if layer == 0:
-            np.dot(X, W.T, A)
+            _times_transpose(X, W, A)
         else:
-            np.dot(activations(work, layout, layer - 1, batch), W.T, A)
+            _times_transpose(activations(work, layout, layer - 1, batch), W, A)
         _bias_activation(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
@@ -115,7 +160,7 @@ def _mean_loss(layout, loss_id, X, Y, labels, work):
 def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
                    n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
-    status = check_values(layout, params, X, Y, labels, check_finite)
+    status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
     batch = X.shape[0]
@@ -127,14 +172,14 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
         W, _ = weights(params, layout, layer)
         dW, db = weights(grad, layout, layer)
         if layer == 0:
-            np.dot(D.T, X, dW)
+            _transpose_times(D, X, dW)
         else:
             A_in = activations(work, layout, layer - 1, batch)
-            np.dot(D.T, A_in, dW)
+            _transpose_times(D, A_in, dW)
         _column_sums(D, db)
         if layer > 0:
             G = scratch[:batch * layout[layer, N_IN]].reshape(batch, layout[layer, N_IN])
-            np.dot(D, W, G)
+            _times(D, W, G)
             _times_derivative(G, A_in, activation_id(layout, layer - 1))
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)

@@ -29,7 +29,16 @@ from .._jit import jit
 from .._layout import A_OFF, B_OFF, N_IN, N_OUT
 from ..activations import activate, derivative
 from ..losses import loss_and_delta, output_activation
-from .common import OK, activation_id, add_l2, check_values, l2_penalty, total_width, weights
+from .common import (
+    OK,
+    activation_id,
+    add_l2,
+    check_gradient_inputs,
+    check_values,
+    l2_penalty,
+    total_width,
+    weights,
+)
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
@@ -52,9 +61,13 @@ def _layer_input(layout, acts, layer):
     return acts[start:start + n_in]
 
 
-@jit
+@jit(fastmath={"reassoc"})
 def _forward_sample(layout, params, x, acts):
-    """One sample: ``acts = [x, a_1, ..., a_{L-1}, z_L]`` (the last layer's raw scores)."""
+    """One sample: ``acts = [x, a_1, ..., a_{L-1}, z_L]`` (the last layer's raw scores).
+
+    ``reassoc`` lets each neuron's dot product run in SIMD lanes (a serial chain of
+    dependent additions otherwise); NaN and infinity keep their IEEE meaning.
+    """
     acts[:x.shape[0]] = x
     last = layout.shape[0] - 1
     for layer in range(layout.shape[0]):
@@ -159,7 +172,7 @@ def _sum_accumulators(work, n_chunks, size, grad):
 def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
                    n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
-    status = check_values(layout, params, X, Y, labels, check_finite)
+    status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
     n_chunks, loss = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads,
