@@ -114,7 +114,7 @@ def check_array(name: str, array: object, dtype: np.dtype, rows: int | None,
     is given; ``rows=None`` accepts any number of rows from 1 up."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
-    if array.dtype != dtype:
+    if array.dtype is not dtype and array.dtype != dtype:  # (`is`: NumPy's dtypes are singletons)
         raise TypeError(f"{name} has dtype {array.dtype}, but the network's dtype is {dtype}: "
                         f"convert it once with {name}.astype(np.{dtype})")
     shape = array.shape

@@ -27,6 +27,9 @@ class Backend:
         The compiled kernels.
     workspace_size : callable
         ``workspace_size(layout, batch, n_threads) -> int``: the work buffer's length.
+    uses_threads : bool
+        Whether the kernels split work among numba's threads (then the caller passes the current
+        thread count; otherwise 1, and skips asking numba, which costs a call).
     """
 
     name: str
@@ -34,17 +37,18 @@ class Backend:
     loss: Callable
     forward: Callable
     workspace_size: Callable
+    uses_threads: bool
 
 
-def _from_module(name: str, module: ModuleType) -> Backend:
+def _from_module(name: str, module: ModuleType, uses_threads: bool) -> Backend:
     return Backend(name, module.value_and_grad, module.loss, module.forward,
-                   module.workspace_size)
+                   module.workspace_size, uses_threads)
 
 
 #: The available backends by name.
 BACKENDS: dict[str, Backend] = {
-    "matrix": _from_module("matrix", matrix),
-    "naive": _from_module("naive", naive),
+    "matrix": _from_module("matrix", matrix, uses_threads=False),
+    "naive": _from_module("naive", naive, uses_threads=True),
 }
 
 

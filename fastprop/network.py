@@ -192,7 +192,7 @@ class MLP:
     def _workspace(self, backend: Backend, batch: int) -> tuple[np.ndarray, int]:
         """``(work, n_threads)``: the backend's work buffer, grown (never shrunk) to fit
         ``batch`` samples on the current number of numba threads."""
-        n_threads = thread_count()
+        n_threads = thread_count() if backend.uses_threads else 1
         key = (backend.name, batch, n_threads)
         needed = self._workspace_sizes.get(key)
         if needed is None:

@@ -136,7 +136,8 @@ def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
         return status, loss
 
     monkeypatch.setitem(fp.BACKENDS, "broken", fp.backends.Backend(
-        "broken", one_percent_off, correct.loss, correct.forward, correct.workspace_size))
+        "broken", one_percent_off, correct.loss, correct.forward, correct.workspace_size,
+        correct.uses_threads))
     case = CASES[3]
     net = case.net(np.float64)
     params, X, Y = make_problem(net, case.batch, case.targets)

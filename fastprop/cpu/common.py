@@ -24,6 +24,7 @@ import numba
 
 from .._jit import jit
 from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
+from .views import matrix_view
 
 OK = 0
 LABEL_OUT_OF_RANGE = 1
@@ -98,14 +99,13 @@ def weights(flat, layout, layer):
     n_out = layout[layer, N_OUT]
     w_off = layout[layer, W_OFF]
     b_off = layout[layer, B_OFF]
-    return flat[w_off:b_off].reshape(n_out, n_in), flat[b_off:b_off + n_out]
+    return matrix_view(flat, w_off, n_out, n_in), flat[b_off:b_off + n_out]
 
 
 @jit(inline="always")
 def activations(work, layout, layer, batch):
     """View ``(batch, n_out)`` of layer ``layer``'s activations in the workspace ``work``."""
-    start = batch * layout[layer, A_OFF]
-    return work[start:start + batch * layout[layer, N_OUT]].reshape(batch, layout[layer, N_OUT])
+    return matrix_view(work, batch * layout[layer, A_OFF], batch, layout[layer, N_OUT])
 
 
 @jit(inline="always")

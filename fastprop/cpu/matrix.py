@@ -44,6 +44,7 @@ from .common import (
     total_width,
     weights,
 )
+from .views import matrix_view
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
@@ -178,7 +179,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
             _transpose_times(D, A_in, dW)
         _column_sums(D, db)
         if layer > 0:
-            G = scratch[:batch * layout[layer, N_IN]].reshape(batch, layout[layer, N_IN])
+            G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
             _times(D, W, G)
             _times_derivative(G, A_in, activation_id(layout, layer - 1))
     add_l2(layout, params, l2, grad)
