@@ -12,25 +12,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
-try:  # works whether or not tests/ is a package
-    from tests.reference import (
-        VALID_OUTPUT_LOSS,
-        param_count,
-        reference_forward,
-        reference_loss,
-        reference_loss_and_grad,
-        torch_loss_and_grad,
-    )
-except ImportError:  # pragma: no cover - depends on how pytest sets sys.path
-    from reference import (  # type: ignore[no-redef]
-        VALID_OUTPUT_LOSS,
-        param_count,
-        reference_forward,
-        reference_loss,
-        reference_loss_and_grad,
-        torch_loss_and_grad,
-    )
+from reference import (
+    VALID_OUTPUT_LOSS,
+    param_count,
+    reference_forward,
+    reference_loss,
+    reference_loss_and_grad,
+    torch_loss_and_grad,
+)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ written when a value is bad. ``fastprop._validate.raise_for_status`` turns the s
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 from .._jit import jit
 from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
@@ -73,6 +74,13 @@ def check_values(layout, params, X, Y, labels, check_finite):
         if not all_finite(params):
             return PARAMS_NOT_FINITE
     return OK
+
+
+@jit
+def check_forward_values(layout, params, X, out, check_finite):
+    """:func:`check_values` for a forward pass, which has no targets."""
+    no_targets = np.empty((0, out.shape[1]), dtype=out.dtype)
+    return check_values(layout, params, X, no_targets, np.empty(0, np.int64), check_finite)
 
 
 @jit(inline="always")

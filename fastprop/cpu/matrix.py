@@ -38,6 +38,7 @@ from .common import (
     activation_id,
     activations,
     add_l2,
+    check_forward_values,
     check_gradient_inputs,
     check_values,
     l2_penalty,
@@ -199,8 +200,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
 @jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
-    empty = np.empty((0, out.shape[1]), dtype=out.dtype)
-    status = check_values(layout, params, X, empty, np.empty(0, np.int64), check_finite)
+    status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
     _forward_scores(layout, params, X, work)

@@ -33,6 +33,7 @@ from .common import (
     OK,
     activation_id,
     add_l2,
+    check_forward_values,
     check_gradient_inputs,
     check_values,
     l2_penalty,
@@ -198,8 +199,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
 @jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
-    empty = np.empty((0, out.shape[1]), dtype=out.dtype)
-    status = check_values(layout, params, X, empty, np.empty(0, np.int64), check_finite)
+    status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
     acts = work[:layout[0, N_IN] + total_width(layout)]
