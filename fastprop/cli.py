@@ -3,72 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import platform
-import time
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-import numba
-import numpy as np
-
+from . import peers, threads
 from .backends import BACKENDS
-from .gradcheck import gradient_check
-from .network import MLP
+from .compare import DEFAULT_CASES, QUICK_CASES, Case, run
 
 
-def _sizes(text: str) -> list[int]:
+def _integers(text: str) -> list[int]:
     try:
-        return [int(width) for width in text.split(",")]
+        values = [int(value) for value in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
             from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
-def _median_seconds(call: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def _cases(text: str) -> list[tuple[int, int, int]]:
+    try:
+        cases = [tuple(int(n) for n in case.split("x")) for case in text.split(",")]
+    except ValueError:
+        cases = []
+    if not cases or any(len(case) != 3 or min(case) < 1 for case in cases):
+        raise argparse.ArgumentTypeError(
+            f"expected BATCHxWIDTHxDEPTH cases separated by commas (e.g. 1x32x4,64x64x4), "
+            f"got {text!r}")
+    return cases
 
 
-def _format_time(seconds: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:8.2f} {unit}"
-    return f"{seconds / 1e-9:8.0f} ns"
-
-
-def demo(args: argparse.Namespace) -> int:
-    """Build a classifier, compute its gradient with every backend, time it, check it."""
-    dtype = np.dtype(args.dtype)
-    net = MLP(args.sizes, activation=args.activation, output="softmax", loss="cross_entropy",
-              l2=1e-4, dtype=dtype)
-    rng = np.random.default_rng(0)
-    params = net.init(seed=0)
-    X = rng.normal(size=(args.batch, net.n_inputs)).astype(dtype)
-    Y = rng.integers(0, net.n_outputs, size=args.batch)
-    print(f"{net}\n{net.n_params:,} parameters, batch {args.batch}, {os.cpu_count()} cores, "
-          f"{numba.get_num_threads()} numba threads, {platform.processor() or 'cpu'}")
-    print("(the first call of each backend compiles its kernels, or loads them from numba's "
-          "cache)\n")
-    print(f"{'backend':8}  {'loss':>12}  {'median time':>12}  {'max rel. diff':>14}")
-    grads = {}
-    for name in BACKENDS:
-        grad = np.empty(net.n_params, dtype=dtype)
-        loss, _ = net.value_and_grad(params, X, Y, backend=name, out=grad)
-        seconds = _median_seconds(
-            lambda name=name, grad=grad: net.value_and_grad(params, X, Y, backend=name,
-                                                            out=grad), args.repeat)
-        grads[name] = grad
-        reference = grads["matrix"]
-        difference = np.abs(grad - reference).max() / np.abs(reference).max()
-        print(f"{name:8}  {loss:12.6f}  {_format_time(seconds):>12}  {difference:14.2e}")
-    error = gradient_check(net, params, X, Y, max_checks=args.checks)
-    print(f"\ngradient check (matrix backend vs central differences in float64, "
-          f"{min(args.checks, net.n_params)} parameters): max relative error {error:.2e}")
-    return 0
+def _names(allowed: Sequence[str], what: str):
+    def parse(text: str) -> list[str]:
+        names = [name for name in text.split(",") if name]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{what} must be among {list(allowed)}, got {text!r}")
+        return names
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,26 +52,84 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastprop", description="Loss and exact gradient of a multilayer perceptron.")
     commands = parser.add_subparsers(dest="command")
-    demo_parser = commands.add_parser(
-        "demo", help="compute one network's gradient with every backend (the default)")
-    demo_parser.add_argument("--sizes", type=_sizes, default=[784, 256, 256, 10],
-                             help="input width, then each layer's width (default: %(default)s)")
-    demo_parser.add_argument("--batch", type=int, default=64, help="default: %(default)s")
-    demo_parser.add_argument("--activation", default="relu", help="default: %(default)s")
-    demo_parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    demo_parser.add_argument("--repeat", type=int, default=20,
-                             help="timed calls per backend (default: %(default)s)")
-    demo_parser.add_argument("--checks", type=int, default=200,
-                             help="parameters to check by finite differences "
-                                  "(default: %(default)s)")
-    demo_parser.set_defaults(run=demo)
+    compare = commands.add_parser(
+        "compare", description=(
+            "Time fastprop's backends and their peers side by side in one process, on "
+            "networks of DEPTH tanh layers of WIDTH units at batch BATCH (squared loss). Every "
+            "gradient is checked against a float64 NumPy reference before it is timed."),
+        help="time fastprop against its peers (the default command)")
+    sizes = compare.add_argument_group("sizes (default: a grid that takes about a minute)")
+    sizes.add_argument("--cases", type=_cases,
+                       help="BATCHxWIDTHxDEPTH cases, e.g. 1x32x4,1024x1024x4")
+    sizes.add_argument("--batch", type=_integers, help="batch sizes (crossed with the others)")
+    sizes.add_argument("--width", type=_integers, help="layer widths")
+    sizes.add_argument("--depth", type=_integers, help="numbers of layers")
+    compare.add_argument("--backends", type=_names(list(BACKENDS), "backends"),
+                         default=list(BACKENDS), help="default: %(default)s")
+    compare.add_argument("--peers", type=_names(list(peers.PEERS), "peers"),
+                         help=f"among {list(peers.PEERS)} (default: every one installed)")
+    compare.add_argument("--dtype", type=_names(["float32", "float64"], "dtype"),
+                         default=["float64"], help="float32, float64 or both (default: float64)")
+    compare.add_argument("--seconds", type=float, default=4.0,
+                         help="timing per case, in interleaved rounds (default: %(default)s)")
+    compare.add_argument("--max-call", type=float, default=2.0,
+                         help="a contender slower than this many seconds per call is timed "
+                              "from one call (default: %(default)s)")
+    compare.add_argument("--quick", action="store_true",
+                         help="a smaller grid and 1 s per case (about 15 s)")
+    compare.add_argument("--threads", type=int,
+                         help="threads for numba and the BLAS (default: all cores)")
+    compare.add_argument("--baseline", choices=list(BACKENDS), default="matrix",
+                         help="the backend whose speedups are shown (default: %(default)s)")
+    compare.add_argument("--json", type=Path, help="write every number here")
+    compare.add_argument("--plot", type=Path, help="draw time and speedup curves here (PNG)")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compare.set_defaults(run=_compare)
     return parser
 
 
+def _compare(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        threads.set_num_threads(args.threads)
+    if args.cases:
+        shapes = args.cases
+    elif args.batch or args.width or args.depth:
+        shapes = list(itertools.product(args.batch or [64], args.width or [256],
+                                        args.depth or [4]))
+    else:
+        shapes = QUICK_CASES if args.quick else DEFAULT_CASES
+    cases = [Case(*shape, dtype) for dtype in args.dtype for shape in shapes]
+    installed = peers.available_peers()
+    missing = [name for name in args.peers or [] if name not in installed]
+    if missing:
+        print(f"not installed, skipped: {', '.join(missing)}")
+    names = [*args.backends, *[name for name in args.peers or installed if name in installed]]
+    baseline = args.baseline if args.baseline in names else names[0]
+    seconds = 1.0 if args.quick else args.seconds
+    max_call = min(args.max_call, 0.5) if args.quick else args.max_call
+    return run(cases, names, baseline, seconds, max_call, args.json, args.plot,
+               progress=not args.no_progress)
+
+
+#: Environment for ``compare``: after a call, OpenBLAS keeps its threads spinning for 2^28 cycles
+#: (about 0.1 s), which on a small machine slows whichever contender runs next (up to 10 times
+#: on two cores). 2^18 cycles (about 0.1 ms) lets every contender run as it would alone.
+COMPARE_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "18"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``fastprop`` command; ``demo`` when no command is given."""
+    """Run the ``fastprop`` command; ``compare`` when no command is given.
+
+    Run as a command (``argv`` None), ``compare`` first starts itself again with
+    :data:`COMPARE_ENVIRONMENT` (OpenBLAS reads it only when loaded), unless those variables are
+    set already.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["demo", *(argv or [])])
+        args = parser.parse_args(["compare", *(argv or [])])
+    unset = {k: v for k, v in COMPARE_ENVIRONMENT.items() if k not in os.environ}
+    if argv is None and args.command in (None, "compare") and unset:
+        os.environ.update(unset)
+        os.execv(sys.executable, [sys.executable, "-m", "fastprop", *sys.argv[1:]])
     return args.run(args)

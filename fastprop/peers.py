@@ -1,4 +1,7 @@
-"""Reference implementations ("peers") of one MLP gradient, for checking and timing fastprop.
+"""Peers: other libraries' ways to compute one MLP gradient, for ``fastprop compare`` and asv.
+
+They are written independently of fastprop's own code (their own parameter layout functions
+included), so that a comparison checks fastprop as well as timing it.
 
 Every peer computes the same thing as ``fastprop.MLP(sizes, activation="tanh",
 output="identity", loss="squared", l2=0.0).value_and_grad``: layers ``z = a @ W.T + b``, tanh on
