@@ -159,9 +159,10 @@ def machine_note() -> list[str]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     counts = threads.get_num_threads()
-    spin = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "OpenBLAS's default")
+    settings = ", ".join(f"{name}={os.environ.get(name, '(unset)')}"
+                         for name in ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE"))
     return [f"cpu: {cpu}, {os.cpu_count()} cores",
-            f"OPENBLAS_THREAD_TIMEOUT: {spin}",
+            f"environment: {settings}",
             f"python {platform.python_version()}, numpy {np.__version__}, numba "
             f"{numba.__version__} (threading layer {layer}, {counts['numba']} threads)",
             *(f"blas: {line}" for line in threads.blas_description())]
