@@ -32,6 +32,18 @@ def test_tanh_within_two_ulp_of_numpy():
     assert ulps.max() <= 2.0
 
 
+def test_tanh_float32_within_one_ulp_of_correctly_rounded():
+    x = np.concatenate([np.linspace(-12, 12, 1_000_001), np.geomspace(1e-38, 12, 300_000),
+                        -np.geomspace(1e-38, 12, 300_000), [0.625, -0.625, 10.0]])
+    x = x.astype(np.float32)
+    out = np.empty_like(x)
+    _tanh_all(x, out)
+    expected = np.tanh(x.astype(np.float64)).astype(np.float32)
+    ulps = (np.abs(out.astype(np.float64) - expected)
+            / np.spacing(np.maximum(np.abs(expected), np.float32(1e-37))))
+    assert ulps.max() <= 1.0
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_tanh_special_values(dtype):
     x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e3, -1e3], dtype=dtype)
