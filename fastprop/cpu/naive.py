@@ -156,7 +156,10 @@ def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, with_gra
             losses[c] = _chunk(layout, loss_id, params, X, Y, labels, c * batch // n_chunks,
                                (c + 1) * batch // n_chunks, scale,
                                work[c * size:(c + 1) * size], with_grad)
-    return n_chunks, losses.sum() * scale
+    total = losses[0]
+    for c in range(1, n_chunks):  # in chunk order (not losses.sum(), which parallel=True would
+        total += losses[c]        # turn into a parallel reduction with an allocation)
+    return n_chunks, total * scale
 
 
 @jit(parallel=True)
