@@ -1,0 +1,124 @@
+"""The asv suite in bench/: its grid, that every contender computes the same gradient, its
+skips, its measurements, ``asv check``, and the dashboard check in a headless browser (these
+last two only where asv, chromium and npm are installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastprop as fp
+from fastprop import peers
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # bench/ is a package at the root, not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench import check_dashboard, common, compilation, metrics  # noqa: E402
+
+HAS_ASV = importlib.util.find_spec("asv") is not None
+SMALL = "16x32x4"
+
+
+def test_grid_and_contender_lists():
+    assert {"1x32x4", "1x32x2", "1x32x8", "16x32x4", "64x64x4", "64x128x4", "256x256x4",
+            "64x512x4", "1x256x4", "256x256x8", "1024x1024x4", "512x2048x3"} <= set(common.CASES)
+    assert common.parse_case("512x2048x3") == (512, 2048, 3)
+    # Stable order first (asv refers to parameter combinations by index), then anything new.
+    assert common.CONTENDERS[:6] == ("matrix", "naive", "numpy", "torch", "jax", "gemm")
+    assert set(fp.BACKENDS) <= set(common.BACKENDS) <= set(common.CONTENDERS)
+    assert set(peers.PEERS) <= set(common.CONTENDERS)
+    assert len(set(common.CONTENDERS)) == len(common.CONTENDERS)
+
+
+@pytest.mark.parametrize("dtype", common.DTYPES)
+def test_every_contender_computes_the_same_gradient(dtype):
+    p = common.problem(SMALL, dtype)
+    as64 = [a.astype(np.float64) for a in (p.params, p.X, p.Y)]
+    ref_loss, ref_grad = peers.make_numpy(p.net.sizes, np.float64)(*as64)
+    tolerance = 1e-10 if dtype == "float64" else 1e-4
+    checked = []
+    for name in common.CONTENDERS:
+        if name == "gemm" or common.skip_reason(name, SMALL) is not None:
+            continue
+        loss, grad = common.contender(name, SMALL, dtype).call()
+        assert abs(loss - ref_loss) <= tolerance * abs(ref_loss), name
+        np.testing.assert_allclose(np.asarray(grad, np.float64), ref_grad, rtol=0,
+                                   atol=tolerance * np.abs(ref_grad).max(), err_msg=name)
+        checked.append(name)
+    assert {"matrix", "naive", "numpy"} <= set(checked)
+
+
+def test_gemm_floor_and_flop_count():
+    floor = common.contender("gemm", SMALL, "float64")
+    assert floor.call() is None and floor.seconds > 0
+    # 3 products per layer but the first, which has no delta product: 2 * B * H^2 * (3M - 1).
+    assert common.gflops(SMALL, "float64", 1e-9) == pytest.approx(2 * 16 * 32**2 * 11)
+
+
+def test_skips(monkeypatch):
+    with pytest.raises(NotImplementedError, match="naive backend takes seconds"):
+        common.contender("naive", "1024x1024x4", "float64")
+    assert common.skip_reason("matrix", "1024x1024x4") is None
+    monkeypatch.setitem(peers.PEERS, "missing", (peers.make_numpy, "no_such_module_here"))
+    assert common.skip_reason("missing", SMALL) == "no_such_module_here is not installed"
+    monkeypatch.delenv(common.SPIN_VARIABLE, raising=False)
+    with pytest.raises(NotImplementedError, match=common.SPIN_VARIABLE):
+        common.measured("matrix", "numpy", case=SMALL, dtype="float64")
+    (single,) = common.measured("matrix", case=SMALL, dtype="float64")  # one alone: no need
+    assert single.seconds > 0
+
+
+def test_metrics_are_measured(monkeypatch):
+    monkeypatch.setenv(common.SPIN_VARIABLE, "18")
+    args = ("matrix", SMALL, "float64")
+    for benchmark, track in ((metrics.SpeedupOverNumpy, "track_speedup_over_numpy"),
+                             (metrics.SpeedupOverNaive, "track_speedup_over_naive"),
+                             (metrics.FractionOfGemmFloor, "track_fraction_of_gemm_floor"),
+                             (metrics.Throughput, "track_gflops")):
+        instance = benchmark()
+        instance.setup(*args)
+        value = getattr(instance, track)(*args)
+        assert math.isfinite(value) and value > 0, track
+        assert getattr(benchmark, track).unit in ("x", "fraction", "GFLOP/s")
+
+
+def test_compile_time_is_measured_in_a_fresh_process():
+    seconds = compilation.first_call_seconds("matrix", "float64")
+    assert seconds["first"] > seconds["second"] > 0
+
+
+@pytest.mark.skipif(not HAS_ASV, reason="asv is not installed (pip install '.[bench]')")
+def test_asv_check():
+    result = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No problems found" in result.stdout
+
+
+@pytest.mark.skipif(not (HAS_ASV and Path(check_dashboard.CHROMIUM).exists()
+                         and shutil.which("npm")),
+                    reason="needs asv, /usr/bin/chromium and npm")
+def test_dashboard_draws_the_graphs(tmp_path):
+    """One quick benchmark into a results folder of its own, published, opened in chromium."""
+    settings = json.loads((REPO_ROOT / "asv.conf.json").read_text())
+    settings.update(repo=str(REPO_ROOT), benchmark_dir=str(REPO_ROOT / "bench"),
+                    results_dir=str(tmp_path / "results"), html_dir=str(tmp_path / "html"),
+                    env_dir=str(tmp_path / "env"))
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps(settings))
+    screenshot = tmp_path / "dashboard.png"
+    status = check_dashboard.main([
+        "--config", str(config), "--screenshot", str(screenshot),
+        "--run-quick", r"time_value_and_grad\('(matrix|numpy|gemm)', '(1x32x4|256x256x4)', "
+                       r"'float64'"])
+    assert status == 0
+    assert screenshot.stat().st_size > 10_000
