@@ -39,11 +39,6 @@ class Timings:
         """Median seconds per call (NaN when never timed)."""
         return statistics.median(self.times) if self.times else math.nan
 
-    @property
-    def minimum(self) -> float:
-        """Fastest seconds per call (NaN when never timed)."""
-        return min(self.times) if self.times else math.nan
-
 
 def time_once(call: Callable[[], object]) -> float:
     """Seconds one call takes."""
