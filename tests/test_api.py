@@ -160,3 +160,14 @@ def test_workspace_is_reused_across_batch_sizes():
     for batch in (1, 5, 16):
         net.value_and_grad(params, X[:batch], Y[:batch])
         assert net._workspaces["matrix"] is work
+
+
+def test_workspace_grows_and_smaller_batches_move_to_the_grown_buffer():
+    net = fp.MLP([4, 6, 2], "tanh")
+    params, X, Y = make_problem(net, 32, "rows")
+    first = net.value_and_grad(params, X[:4], Y[:4])
+    net.value_and_grad(params, X, Y)
+    grown = net._workspaces["matrix"]
+    again = net.value_and_grad(params, X[:4], Y[:4])
+    assert net._workspace_for[("matrix", 4, 1)][0] is grown
+    assert first[0] == again[0] and (first[1] == again[1]).all()

@@ -1,41 +1,54 @@
-"""The compiled 2-D views into flat arrays."""
+"""The compiled views into flat arrays (borrowed: used inside compiled code, never returned)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from numba import njit
+from numba.core.errors import TypingError
 
-from fastprop.cpu.views import matrix_view
+from fastprop.cpu.views import borrowed, matrix_view
 
 
 @njit
-def _view(flat, start, rows, cols):
-    return matrix_view(flat, start, rows, cols)
+def _view_copy(flat, start, rows, cols):
+    return matrix_view(flat, start, rows, cols).copy()
+
+
+@njit
+def _write_through_view(flat, start, rows, cols, value):
+    view = matrix_view(flat, start, rows, cols)
+    view[rows - 1, cols - 1] = value
+
+
+@njit
+def _borrowed_slice_sum(values, start, stop):
+    return borrowed(values)[start:stop].sum()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_view_shares_memory_and_matches_reshape(dtype):
+def test_view_matches_reshape_and_writes_through(dtype):
     flat = np.arange(20, dtype=dtype)
-    view = _view(flat, 3, 2, 5)
+    view = _view_copy(flat, 3, 2, 5)
     assert view.dtype == dtype and view.flags.c_contiguous
     assert (view == flat[3:13].reshape(2, 5)).all()
-    view[1, 4] = -1
-    assert flat[12] == -1
+    _write_through_view(flat, 3, 2, 5, -1)
+    assert flat[12] == -1 and (np.delete(flat, 12) == np.delete(np.arange(20), 12)).all()
 
 
-def test_view_of_read_only_array_is_read_only():
+def test_view_of_read_only_array_cannot_be_written():
     flat = np.arange(6.0)
     flat.flags.writeable = False
-    assert not _view(flat, 0, 2, 3).flags.writeable
+    with pytest.raises(TypingError, match=r"readonly"):
+        _write_through_view(flat, 0, 2, 3, 1.0)
 
 
 @pytest.mark.parametrize(("start", "rows", "cols"), [(15, 2, 3), (-1, 1, 1), (0, 3, 7), (0, -1, 2)])
 def test_view_outside_the_array_raises(start, rows, cols):
     with pytest.raises(IndexError, match="outside the flat array"):
-        _view(np.arange(20.0), start, rows, cols)
+        _view_copy(np.arange(20.0), start, rows, cols)
 
 
-def test_view_keeps_its_memory_alive():
-    view = _view(np.arange(20.0), 2, 3, 3)
-    assert view.sum() == sum(range(2, 11))
+def test_borrowed_array_slices_like_the_original():
+    values = np.arange(10.0)
+    assert _borrowed_slice_sum(values, 2, 7) == values[2:7].sum()

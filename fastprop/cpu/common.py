@@ -25,7 +25,7 @@ import numpy as np
 
 from .._jit import jit
 from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
-from .views import matrix_view
+from .views import borrowed, matrix_view
 
 OK = 0
 LABEL_OUT_OF_RANGE = 1
@@ -107,7 +107,7 @@ def weights(flat, layout, layer):
     n_out = layout[layer, N_OUT]
     w_off = layout[layer, W_OFF]
     b_off = layout[layer, B_OFF]
-    return matrix_view(flat, w_off, n_out, n_in), flat[b_off:b_off + n_out]
+    return matrix_view(flat, w_off, n_out, n_in), borrowed(flat)[b_off:b_off + n_out]
 
 
 @jit(inline="always")
