@@ -5,15 +5,17 @@ Per sample and per layer, from the top down, for each neuron ``j`` of layer ``m`
     delta_j^(m) = f'(z_j^(m)) * sum_h w_hj^(m+1) delta_h^(m+1)
     dL/dw_ji^(m) += delta_j^(m) * a_i^(m-1),      dL/db_j^(m) += delta_j^(m)
 
-which is O(M H^2) per sample. The sum over ``h`` runs in increasing ``h`` for every ``j``, exactly
-as written; the loops are nested ``h`` outside, ``j`` inside, so that ``W`` is read row by row
-(the same additions in the same order, without striding through memory).
+which is O(M H^2) per sample. The loops are nested ``h`` outside, ``j`` inside, so that ``W`` is
+read row by row, four rows ``h`` at a time: the sum over ``h`` runs in increasing ``h`` for every
+``j``, in groups of four (``((w_0 d_0 + w_1 d_1) + (w_2 d_2 + w_3 d_3))`` added to the running
+sum), which keeps four independent chains of additions in flight instead of one.
 
 Parallelism and determinism: the batch is cut into ``n_chunks = min(batch, numba threads)``
 contiguous chunks, each run by one thread with its own gradient accumulator and per-sample
 buffers; after the parallel loop the accumulators are added up in chunk order. The result depends
-only on the inputs and the thread count, and is bitwise the same on every call. A batch of one
-sample runs on one thread.
+only on the inputs and the thread count, and is bitwise the same on every call. A batch in one
+chunk (one sample, or one thread) accumulates straight into the gradient. The first sample of a
+chunk writes its gradient instead of adding it, so no accumulator is ever zeroed.
 
 Workspace per chunk (see :func:`workspace_size`): a gradient accumulator (``n_params``), the
 sample's input and every layer's activations side by side, two delta rows; then one loss slot per
@@ -85,8 +87,9 @@ def _forward_sample(layout, params, x, acts):
 
 
 @jit
-def _backward_sample(layout, params, acts, delta, spare, acc):
-    """Add one sample's gradient to ``acc``, from its output delta (in ``delta``).
+def _backward_sample(layout, params, acts, delta, spare, acc, first):
+    """Add one sample's gradient to ``acc`` (write it there when ``first``), from its output
+    delta (in ``delta``).
 
     ``delta`` and ``spare`` are full-width rows (the widest layer); they trade places at every
     layer, and each layer uses only their first ``n_out`` / ``n_in`` elements.
@@ -99,17 +102,29 @@ def _backward_sample(layout, params, acts, delta, spare, acc):
         dW, db = weights(acc, layout, layer)
         for j in range(n_out):
             d = delta[j]
-            db[j] += d
-            for i in range(n_in):
-                dW[j, i] += d * a_in[i]
+            if first:
+                db[j] = d
+                for i in range(n_in):
+                    dW[j, i] = d * a_in[i]
+            else:
+                db[j] += d
+                for i in range(n_in):
+                    dW[j, i] += d * a_in[i]
         if layer > 0:
-            # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, the sum over h in increasing order.
+            # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, over h in increasing order, by fours.
             for i in range(n_in):
                 spare[i] = 0
-            for h in range(n_out):
-                d = delta[h]
+            h = 0
+            while h + 4 <= n_out:
+                d0, d1, d2, d3 = delta[h], delta[h + 1], delta[h + 2], delta[h + 3]
+                w0, w1, w2, w3 = W[h], W[h + 1], W[h + 2], W[h + 3]
                 for i in range(n_in):
-                    spare[i] += W[h, i] * d
+                    spare[i] += (w0[i] * d0 + w1[i] * d1) + (w2[i] * d2 + w3[i] * d3)
+                h += 4
+            for hh in range(h, n_out):
+                d = delta[hh]
+                for i in range(n_in):
+                    spare[i] += W[hh, i] * d
             act = activation_id(layout, layer - 1)
             for i in range(n_in):
                 spare[i] *= derivative(act, a_in[i])
@@ -117,11 +132,11 @@ def _backward_sample(layout, params, acts, delta, spare, acc):
 
 
 @jit
-def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, with_grad):
-    """Samples ``start:stop``: their summed loss; their gradients added to the accumulator."""
+def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, acc, with_grad):
+    """Samples ``start:stop``: their summed loss; the sum of their gradients written into
+    ``acc`` (the chunk's accumulator in ``buffer``, or the gradient itself)."""
     n_params = params.shape[0]
     width = layout[:, N_OUT].max()
-    acc = buffer[:n_params]
     acts = buffer[n_params:n_params + layout[0, N_IN] + total_width(layout)]
     rows = buffer[acts.shape[0] + n_params:]
     delta, spare = rows[:width], rows[width:2 * width]
@@ -129,33 +144,34 @@ def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, wi
     n_out = layout[last, N_OUT]
     scores = acts[acts.shape[0] - n_out:]
     out_id = activation_id(layout, last)
-    if with_grad:
-        acc[:] = 0
     total = scale * 0
     for s in range(start, stop):
         _forward_sample(layout, params, X[s], acts)
         total += loss_and_delta(loss_id, out_id, scores, Y, labels, s, scale, delta[:n_out])
         if with_grad:
-            _backward_sample(layout, params, acts, delta, spare, acc)
+            _backward_sample(layout, params, acts, delta, spare, acc, s == start)
     return total
 
 
 @jit(parallel=True)
-def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, with_grad):
-    """Run every chunk (in parallel when there are several); return the chunk count and loss."""
+def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, grad, with_grad):
+    """Run every chunk (in parallel when there are several); return the chunk count and loss.
+    One chunk accumulates into ``grad``; several into their accumulators in ``work``."""
     batch = X.shape[0]
     size = _chunk_size(layout)
+    n_params = params.shape[0]
     n_chunks = min(batch, n_threads, work.shape[0] // (size + 1))
     losses = work[n_chunks * size:n_chunks * size + n_chunks]
     scale = work.dtype.type(1) / batch
     if n_chunks == 1:
         losses[0] = _chunk(layout, loss_id, params, X, Y, labels, 0, batch, scale, work[:size],
-                           with_grad)
+                           grad, with_grad)
     else:
         for c in prange(n_chunks):
             losses[c] = _chunk(layout, loss_id, params, X, Y, labels, c * batch // n_chunks,
                                (c + 1) * batch // n_chunks, scale,
-                               work[c * size:(c + 1) * size], with_grad)
+                               work[c * size:(c + 1) * size],
+                               work[c * size:c * size + n_params], with_grad)
     total = losses[0]
     for c in range(1, n_chunks):  # in chunk order (not losses.sum(), which parallel=True would
         total += losses[c]        # turn into a parallel reduction with an allocation)
@@ -179,11 +195,9 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
-    n_chunks, loss = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads,
-                                   True)
-    if n_chunks == 1:
-        grad[:] = work[:grad.shape[0]]
-    else:
+    n_chunks, loss = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, grad,
+                                 True)
+    if n_chunks > 1:
         _sum_accumulators(work, n_chunks, _chunk_size(layout), grad)
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
@@ -195,7 +209,9 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
-    _, total = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, False)
+    no_grad = work[:0]
+    _, total = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, no_grad,
+                           False)
     return OK, total + l2_penalty(layout, params, l2)
 
 
