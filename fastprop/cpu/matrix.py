@@ -39,6 +39,7 @@ from .common import (
     OK,
     activation_id,
     activations,
+    add_combination,
     add_l2,
     check_forward_values,
     check_gradient_inputs,
@@ -62,8 +63,9 @@ SMALL_PRODUCT = 256 * 256
 
 # A single sample's products are matrix-vector products, where a BLAS call costs more than the
 # arithmetic (about 0.1 us each): compiled loops do them. They work on four rows of ``W`` at a
-# time: the four dot products (or four scaled rows) share each load of the sample's row and run as
-# independent chains, where one chain per row was latency-bound (twice as slow at width 32).
+# time: the four dot products (or four scaled rows, see ``add_combination``) share each load of
+# the sample's row and run as independent chains, where one chain per row was latency-bound
+# (twice as slow at width 32).
 
 
 @jit(fastmath={"reassoc"})
@@ -99,19 +101,8 @@ def _times(D, W, out):
     if D.shape[0] > 1 or W.size > SMALL_PRODUCT:
         np.dot(D, W, out)
         return
-    d, o = D[0], out[0]
-    o[:] = 0
-    n_out, n_in = W.shape
-    j = 0
-    while j + 4 <= n_out:
-        d0, d1, d2, d3 = d[j], d[j + 1], d[j + 2], d[j + 3]
-        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
-        for k in range(n_in):
-            o[k] += (d0 * w0[k] + d1 * w1[k]) + (d2 * w2[k] + d3 * w3[k])
-        j += 4
-    for jj in range(j, n_out):
-        for k in range(n_in):
-            o[k] += d[jj] * W[jj, k]
+    out[0, :] = 0
+    add_combination(D[0], W, out[0])
 
 
 @jit

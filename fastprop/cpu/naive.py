@@ -8,7 +8,9 @@ Per sample and per layer, from the top down, for each neuron ``j`` of layer ``m`
 which is O(M H^2) per sample. The loops are nested ``h`` outside, ``j`` inside, so that ``W`` is
 read row by row, four rows ``h`` at a time: the sum over ``h`` runs in increasing ``h`` for every
 ``j``, in groups of four (``((w_0 d_0 + w_1 d_1) + (w_2 d_2 + w_3 d_3))`` added to the running
-sum), which keeps four independent chains of additions in flight instead of one.
+sum), which keeps four independent chains of additions in flight instead of one
+(:func:`fastprop.cpu.common.add_combination`, shared with the matrix backend's single-sample
+product).
 
 Parallelism and determinism: the batch is cut into ``n_chunks = min(batch, numba threads)``
 contiguous chunks, each run by one thread with its own gradient accumulator and per-sample
@@ -34,6 +36,7 @@ from ..losses import loss_and_delta, output_activation
 from .common import (
     OK,
     activation_id,
+    add_combination,
     add_l2,
     check_forward_values,
     check_gradient_inputs,
@@ -112,19 +115,8 @@ def _backward_sample(layout, params, acts, delta, spare, acc, first):
                     dW[j, i] += d * a_in[i]
         if layer > 0:
             # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, over h in increasing order, by fours.
-            for i in range(n_in):
-                spare[i] = 0
-            h = 0
-            while h + 4 <= n_out:
-                d0, d1, d2, d3 = delta[h], delta[h + 1], delta[h + 2], delta[h + 3]
-                w0, w1, w2, w3 = W[h], W[h + 1], W[h + 2], W[h + 3]
-                for i in range(n_in):
-                    spare[i] += (w0[i] * d0 + w1[i] * d1) + (w2[i] * d2 + w3[i] * d3)
-                h += 4
-            for hh in range(h, n_out):
-                d = delta[hh]
-                for i in range(n_in):
-                    spare[i] += W[hh, i] * d
+            spare[:n_in] = 0
+            add_combination(delta, W, spare[:n_in])
             act = activation_id(layout, layer - 1)
             for i in range(n_in):
                 spare[i] *= derivative(act, a_in[i])
