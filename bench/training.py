@@ -14,6 +14,11 @@
 interleaved rounds (:mod:`fastprop.timing`, as ``fastprop compare``), prints medians and ratios,
 and the digits accuracy over five seeds. asv runs the same calls: ``time_epoch``, ``time_fit``
 and ``track_test_accuracy``; a contender whose library is missing is skipped.
+
+Every contender runs on one thread (numba, the BLAS, PyTorch) unless ``--threads`` says
+otherwise: these networks are too small for a second thread to help, and on a shared two-core
+machine a busy core stalls every multithreaded contender (PyTorch's eager epoch took seconds
+instead of tens of milliseconds with two threads while another process ran).
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ def _require(name: str) -> None:
     module = _NEEDS.get(name)
     if module is not None and importlib.util.find_spec(module) is None:
         raise NotImplementedError(f"{module} is not installed")
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads in numba, every loaded BLAS (fastprop's and NumPy's, which
+    scikit-learn uses) and PyTorch where it is installed."""
+    fp.set_num_threads(n)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 @functools.cache
@@ -169,7 +184,8 @@ class TrainingEpoch:
     timeout = 300.0
 
     def setup(self, name: str) -> None:
-        """Build and warm up the contender (cached per process)."""
+        """One thread; build and warm up the contender (cached per process)."""
+        set_threads(1)
         self.call = _cached_epoch_call(name)
 
     def time_epoch(self, name: str) -> None:
@@ -192,7 +208,9 @@ class DigitsFit:
     timeout = 300.0
 
     def setup(self, name: str) -> None:
-        """A new model; the first fit in the process compiles or loads fastprop's kernels."""
+        """One thread; a new model (the first fit in the process compiles or loads fastprop's
+        kernels)."""
+        set_threads(1)
         digits_fit(digits_model(name))
         self.model = digits_model(name)
 
@@ -228,11 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0,
                         help="timing budget per table (default: %(default)s)")
     args = parser.parse_args(argv)
-    fp.set_num_threads(args.threads)
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     print(f"threads: {args.threads}; {fp.threads.blas_description()}")
 
     available = {}

@@ -16,7 +16,7 @@ from .backends import BACKENDS
 from .compare import DEFAULT_CASES, QUICK_CASES, Case, run
 from .network import MLP
 from .optimizers import OPTIMIZERS
-from .training import CPU_BACKENDS, History
+from .training import History
 from .training import train as fit
 
 
@@ -112,12 +112,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help="default: the optimizer's (adam 0.001, sgd 0.01)")
     train.add_argument("--epochs", type=int, default=50, help="default: %(default)s")
     train.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    train.add_argument("--backend", choices=list(CPU_BACKENDS), default="matrix",
+    train.add_argument("--backend", choices=list(BACKENDS), default="matrix",
                        help="default: %(default)s")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                        help="default: %(default)s")
     train.add_argument("--seed", type=int, default=0,
                        help="seed of the initial weights and the shuffles (default: 0)")
+    train.add_argument("--threads", type=int, default=1,
+                       help="threads for numba and the BLAS (default: 1; the network is too "
+                            "small for more to help)")
     train.add_argument("--save", type=Path, metavar="PATH",
                        help="save the trained network here (.npz; fastprop.load reads it)")
     train.add_argument("--quiet", action="store_true", help="no line per epoch")
@@ -132,6 +135,7 @@ def _train(args: argparse.Namespace) -> int:
         print("fastprop train needs scikit-learn: pip install 'fastprop[sklearn]'",
               file=sys.stderr)
         return 2
+    threads.set_num_threads(args.threads)
     digits = load_digits()
     X_train, X_test, y_train, y_test = train_test_split(
         (digits.data / 16).astype(args.dtype), digits.target, test_size=0.25, random_state=0,

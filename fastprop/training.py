@@ -17,47 +17,38 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba.core.registry import CPUDispatcher
 from tqdm.auto import tqdm
 
 from . import _validate as v
 from ._jit import jit
 from .backends import DEFAULT_BACKEND, get_backend
-from .cpu import matrix, naive
 from .cpu.common import OK, check_values
 from .network import MLP
 from .optimizers import Optimizer, get_optimizer, step
-
-#: The CPU backends that :func:`train` calls from compiled code, by name: their id in
-#: :func:`_value_and_grad` (a compiled function can call another only by a name it knows when it
-#: is compiled, so each CPU backend has its branch there).
-CPU_BACKENDS: dict[str, int] = {"matrix": 0, "naive": 1}
 
 #: What :class:`EarlyStopping` can watch.
 MONITORS = ("loss", "val_loss", "val_score")
 
 
-@jit
-def _value_and_grad(backend_id, layout, loss_id, params, X, Y, labels, l2, grad, work,
-                    n_threads):
-    """The compiled gradient of CPU backend ``backend_id`` (:data:`CPU_BACKENDS`), without the
-    finiteness check (:func:`train` checks the data once, up front)."""
-    if backend_id == 0:
-        return matrix.value_and_grad(layout, loss_id, params, X, Y, labels, l2, False, grad,
-                                     work, n_threads)
-    return naive.value_and_grad(layout, loss_id, params, X, Y, labels, l2, False, grad, work,
-                                n_threads)
-
-
-@jit
-def _epoch(backend_id, layout, loss_id, l2, params, X, Y, labels, order, kind, hyper, lr,
+# Not cached on disk (jit's cache=True): a cached function whose arguments include a compiled
+# function misses the cache in every new process (the argument's type is the function object)
+# and appends an entry to the cache file each time; and a cached function that calls the naive
+# backend's parallel code crashes when two of its variants, written by different processes, are
+# loaded into one (numba issue 8578). Compiling it costs about half a second per process and
+# signature; the gradient and the optimizer step it calls come from their own disk caches.
+@jit(cache=False)
+def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, order, kind, hyper, lr,
            steps, state, grad, work, n_threads, X_batch, Y_batch, label_batch):
     """One epoch: minibatches of ``X_batch.shape[0]`` samples taken in ``order``, the last one
     smaller when the batch size does not divide the sample count.
 
-    ``Y`` (float targets) or ``labels`` (integer labels) is empty, and so is its batch buffer.
-    Returns ``(status, loss, steps)``: the first nonzero status of a gradient call (then the
-    epoch stops there), the mean over samples of their minibatch's loss (each taken before its
-    update), and the updated count of optimizer steps.
+    ``value_and_grad`` is a backend's compiled entry point (:mod:`fastprop.cpu.common`), called
+    without the finiteness check (:func:`train` checks the data once, up front). ``Y`` (float
+    targets) or ``labels`` (integer labels) is empty, and so is its batch buffer. Returns
+    ``(status, loss, steps)``: the first nonzero status of a gradient call (the epoch stops
+    there), the mean over samples of their minibatch's loss (each taken before its update), and
+    the updated count of optimizer steps.
     """
     n = order.shape[0]
     batch_size = X_batch.shape[0]
@@ -75,8 +66,8 @@ def _epoch(backend_id, layout, loss_id, l2, params, X, Y, labels, order, kind, h
                 Yb[i, j] = Y[source, j]
             if lb.shape[0] > 0:
                 lb[i] = labels[source]
-        status, loss = _value_and_grad(backend_id, layout, loss_id, params, Xb, Yb, lb, l2, grad,
-                                       work, n_threads)
+        status, loss = value_and_grad(layout, loss_id, params, Xb, Yb, lb, l2, False, grad, work,
+                                      n_threads)
         if status != OK:
             return status, total / n, steps
         total += float(loss) * m
@@ -319,7 +310,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     progress : bool, default True
         Show a tqdm progress bar over the epochs.
     backend : str, default "matrix"
-        A CPU backend (:data:`CPU_BACKENDS`).
+        ``"matrix"`` or ``"naive"``: a backend whose compiled gradient runs on the CPU.
     check_finite : bool, default True
         Raise ``ValueError`` on NaN or infinity in ``params``, ``X``, ``Y`` or the validation
         data. With ``False`` they propagate (and training stops as diverged).
@@ -345,9 +336,10 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastprop.MLP, got {type(net).__name__}")
-    get_backend(backend)
-    if backend not in CPU_BACKENDS:
-        raise ValueError(f"train runs on the CPU backends {list(CPU_BACKENDS)}, got {backend!r}")
+    chosen = get_backend(backend)
+    if not isinstance(chosen.value_and_grad, CPUDispatcher):
+        raise ValueError(f"train runs on the backends whose gradient is compiled for the CPU "
+                         f"(callable from compiled code), not on {backend!r}")
     v.check_array("params", params, net.dtype, net.n_params)
     if not params.flags.writeable:
         raise ValueError("params is read-only: train updates it in place")
@@ -382,7 +374,6 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     Y_batch = np.empty((batch_size if Y_rows.shape[0] else 0, net.n_outputs), net.dtype)
     label_batch = np.empty(batch_size if labels.shape[0] else 0, np.int64)
     hyper = optimizer.hyperparameters()
-    chosen = get_backend(backend)
     start = time.perf_counter()
     with tqdm(total=epochs, disable=not progress, unit="epoch", desc="train") as bar:
         for _ in range(epochs):
@@ -391,7 +382,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
             work, n_threads = net._workspace(chosen, batch_size)
             status, loss, resume.steps = _epoch(
-                CPU_BACKENDS[backend], net._layout, net._loss_id, net._l2, params, X, Y_rows,
+                chosen.value_and_grad, net._layout, net._loss_id, net._l2, params, X, Y_rows,
                 labels, order, optimizer.kind, hyper, lr, resume.steps,
                 resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch)
             v.raise_for_status(status, net.n_outputs)
