@@ -45,7 +45,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from . import _validate as v
 from .network import MLP
 from .optimizers import SGD, Adam, Constant, InverseScaling, Optimizer
-from .training import EarlyStopping, train
+from .training import EarlyStopping, History, train
 
 #: scikit-learn's activation names (and fastprop's own) -> fastprop's.
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -183,15 +183,7 @@ class _BaseMLP(BaseEstimator):
         early = bool(self.early_stopping) and not incremental
         validation = None
         if early:
-            fraction = _real("validation_fraction", self.validation_fraction, 0.0, 1.0,
-                             low_open=True, high_open=True)
-            X, X_val, Y, Y_val = train_test_split(
-                X, Y, test_size=fraction, random_state=int(generator.integers(2**31)),
-                stratify=y if self._stratify(Y) else None)
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            validation = (X_val, Y_val)
+            X, Y, validation = self._hold_out(X, Y, y, generator)
         batch_size = self._batch_size(X.shape[0])
         self.net_ = MLP([X.shape[1], *hidden, Y.shape[1]], ACTIVATIONS[activation], output, loss,
                         l2=alpha / batch_size, dtype=dtype)
@@ -206,24 +198,40 @@ class _BaseMLP(BaseEstimator):
         history = train(
             self.net_, self.params_, X, Y, optimizer=optimizer,
             epochs=1 if incremental else epochs, batch_size=batch_size,
-            shuffle=bool(self.shuffle), seed=generator,
-            validation=validation,
+            shuffle=bool(self.shuffle), seed=generator, validation=validation,
             early_stopping=None if incremental else EarlyStopping(
                 patience, tol, "val_score" if early else "loss", restore_best=early),
             progress=bool(self.verbose), backend=self.backend, check_finite=False,
             resume=self._state)
-        self._state = history.state
-        self.loss_curve_ = [*self.loss_curve_, *history.loss]
-        self.loss_ = self.loss_curve_[-1]
-        self.n_iter_ = history.epochs
-        self.t_ += history.epochs * X.shape[0]
-        self.validation_scores_ = history.val_score if early else None
-        self.best_validation_score_ = max(history.val_score) if early else None
-        self.best_loss_ = None if early else min(self.loss_curve_)
+        self._record(history, X.shape[0], early)
         if not incremental and history.stopped == "epochs":
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({epochs}) reached and the "
                           f"optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         return self
+
+    def _hold_out(self, X: np.ndarray, Y: np.ndarray, y: np.ndarray,
+                  generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """``(X_train, Y_train, (X_val, Y_val))``: the early-stopping split, as scikit-learn's."""
+        fraction = _real("validation_fraction", self.validation_fraction, 0.0, 1.0,
+                         low_open=True, high_open=True)
+        X, X_val, Y, Y_val = train_test_split(
+            X, Y, test_size=fraction, random_state=int(generator.integers(2**31)),
+            stratify=y if self._stratify(Y) else None)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        return X, Y, (X_val, Y_val)
+
+    def _record(self, history: History, n_samples: int, early: bool) -> None:
+        """The fitted attributes after training (``loss_curve_`` grows with each call)."""
+        self._state = history.state
+        self.loss_curve_ = [*self.loss_curve_, *history.loss]
+        self.loss_ = self.loss_curve_[-1]
+        self.n_iter_ = history.epochs
+        self.t_ += history.epochs * n_samples
+        self.validation_scores_ = history.val_score if early else None
+        self.best_validation_score_ = max(history.val_score) if early else None
+        self.best_loss_ = None if early else min(self.loss_curve_)
 
     def _stratify(self, Y: np.ndarray) -> bool:
         """Whether the early-stopping split is stratified (as scikit-learn: for one output)."""
