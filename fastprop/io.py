@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -62,13 +62,14 @@ def save(path: str | os.PathLike, net: MLP, params: np.ndarray) -> None:
             "l2": net.l2, "dtype": str(net.dtype)}
     meta["sha256"] = _checksum(meta, params)
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # (not tempfile.mkstemp, which creates the file readable by its owner only)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        with open(temporary, "xb") as file:
             np.savez(file, meta=np.array(json.dumps(meta)), params=params)
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -17,10 +16,11 @@ pytest.importorskip("sklearn")
 from sklearn import neural_network
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_regression
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastprop as fp
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 #: Defaults (Adam, matrix backend, float64), and SGD on the naive backend in float32.
 ESTIMATORS = [fp.MLPRegressor(), fp.MLPClassifier(),
@@ -30,9 +30,7 @@ ESTIMATORS = [fp.MLPRegressor(), fp.MLPClassifier(),
 
 @parametrize_with_checks(ESTIMATORS)
 def test_scikit_learn_estimator_checks(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
+    check(estimator)
 
 
 def digits():
@@ -43,10 +41,8 @@ def digits():
 def test_fitted_attributes_mirror_scikit_learn():
     X, y = digits()
     settings = {"hidden_layer_sizes": (16, 8), "max_iter": 20, "batch_size": 32, "random_state": 0}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        ours = fp.MLPClassifier(**settings).fit(X, y)
-        theirs = neural_network.MLPClassifier(**settings).fit(X, y)
+    ours = fp.MLPClassifier(**settings).fit(X, y)
+    theirs = neural_network.MLPClassifier(**settings).fit(X, y)
     for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_",
                  "n_features_in_"):
         assert getattr(ours, name) == getattr(theirs, name), name
@@ -134,10 +130,7 @@ def test_bad_parameters_raise_in_fit(params, error, match):
 
 def test_pickle_and_clone():
     X, y = digits()
-    model = fp.MLPClassifier((8,), max_iter=5, random_state=0, dtype="float32")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
+    model = fp.MLPClassifier((8,), max_iter=5, random_state=0, dtype="float32").fit(X, y)
     restored = pickle.loads(pickle.dumps(model))
     assert (restored.predict_proba(X) == model.predict_proba(X)).all()
     restored.partial_fit(X, y)  # the optimizer state travels too

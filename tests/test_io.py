@@ -50,6 +50,8 @@ def test_file_name_as_given_no_pickle_no_leftovers(tmp_path):
     path = tmp_path / "model.weights"
     fp.save(path, net, net.init(seed=1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.weights"]
+    (tmp_path / "plain").write_bytes(b"")
+    assert path.stat().st_mode == (tmp_path / "plain").stat().st_mode, "the umask's permissions"
     with np.load(path, allow_pickle=False) as data:
         assert sorted(data.files) == ["meta", "params"]
         assert json.loads(str(data["meta"]))["format"] == "fastprop.MLP"
