@@ -35,7 +35,7 @@ MONITORS = ("loss", "val_loss", "val_score")
 # function misses the cache in every new process (the argument's type is the function object)
 # and appends an entry to the cache file each time; and a cached function that calls the naive
 # backend's parallel code crashes when two of its variants, written by different processes, are
-# loaded into one (numba issue 8578). Compiling it costs about half a second per process and
+# loaded into one (numba issue 8578). Compiling it costs about a second per process and
 # signature; the gradient and the optimizer step it calls come from their own disk caches.
 @jit(cache=False)
 def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, order, kind, hyper, lr,
