@@ -32,7 +32,7 @@ def test_train_command_reports_and_saves(tmp_path, capsys):
     _, X_test, _, y_test = bench.digits_data()
     assert (net.predict(params, X_test) == y_test).mean() == pytest.approx(accuracy, abs=1e-4)
     assert main(["train", "--epochs", "2", "--quiet"]) == 0
-    assert "epoch " not in capsys.readouterr().out
+    assert "/2  loss" not in capsys.readouterr().out
 
 
 def test_train_command_rejects_bad_options(capsys):
