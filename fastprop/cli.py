@@ -16,8 +16,7 @@ from .backends import BACKENDS
 from .compare import DEFAULT_CASES, QUICK_CASES, Case, run
 from .network import MLP
 from .optimizers import OPTIMIZERS
-from .training import History
-from .training import train as fit
+from .training import History, train
 
 
 def _integers(text: str) -> list[int]:
@@ -96,35 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    train = commands.add_parser(
+    command = commands.add_parser(
         "train", description=(
             "Train a classifier on the handwritten digits that ship with scikit-learn (1797 "
             "images of 8x8 pixels, scaled to [0, 1]; no download) and report its accuracy on a "
             "fixed, stratified 25% test split. Needs scikit-learn."),
         help="train a digits classifier (needs scikit-learn)")
-    train.add_argument("--hidden", type=_integers, default=[64],
+    command.add_argument("--hidden", type=_integers, default=[64],
                        help="hidden layer widths, e.g. 128,64 (default: 64)")
-    train.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
+    command.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
                        help="hidden activation (default: %(default)s)")
-    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
+    command.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
                        help="default: %(default)s")
-    train.add_argument("--learning-rate", type=float,
+    command.add_argument("--learning-rate", type=float,
                        help="default: the optimizer's (adam 0.001, sgd 0.01)")
-    train.add_argument("--epochs", type=int, default=50, help="default: %(default)s")
-    train.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    train.add_argument("--backend", choices=list(BACKENDS), default="matrix",
+    command.add_argument("--epochs", type=int, default=50, help="default: %(default)s")
+    command.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+    command.add_argument("--backend", choices=list(BACKENDS), default="matrix",
                        help="default: %(default)s")
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+    command.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                        help="default: %(default)s")
-    train.add_argument("--seed", type=int, default=0,
+    command.add_argument("--seed", type=int, default=0,
                        help="seed of the initial weights and the shuffles (default: 0)")
-    train.add_argument("--threads", type=int, default=1,
+    command.add_argument("--threads", type=int, default=1,
                        help="threads for numba and the BLAS (default: 1; the network is too "
                             "small for more to help)")
-    train.add_argument("--save", type=Path, metavar="PATH",
+    command.add_argument("--save", type=Path, metavar="PATH",
                        help="save the trained network here (.npz; fastprop.load reads it)")
-    train.add_argument("--quiet", action="store_true", help="no line per epoch")
-    train.set_defaults(run=_train)
+    command.add_argument("--quiet", action="store_true", help="no line per epoch")
+    command.set_defaults(run=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -150,7 +149,7 @@ def _train(args: argparse.Namespace) -> int:
     options = {"optimizer": optimizer, "batch_size": args.batch_size, "backend": args.backend,
                "progress": False, "validation": (X_test, y_test)}
     ready = time.perf_counter()
-    fit(net, net.init(seed=0), X_train, y_train, epochs=1, **options)
+    train(net, net.init(seed=0), X_train, y_train, epochs=1, **options)
     print(f"kernels ready in {time.perf_counter() - ready:.2f} s (the epoch loop is compiled "
           f"in every process, the rest only on the first run: numba caches it on disk)")
 
@@ -159,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
               f"test accuracy {history.val_score[-1]:.4f}")
 
     params = net.init(seed=args.seed)
-    history = fit(net, params, X_train, y_train, epochs=args.epochs, seed=args.seed,
+    history = train(net, params, X_train, y_train, epochs=args.epochs, seed=args.seed,
                   callback=None if args.quiet else report, **options)
     print(f"test accuracy {history.val_score[-1]:.4f} after {history.epochs} epochs in "
           f"{history.seconds:.3f} s (with a test-set pass per epoch)")
