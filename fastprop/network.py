@@ -330,3 +330,13 @@ class MLP:
         if self.is_classifier:
             return outputs.argmax(axis=1)
         return outputs
+
+    # -- saving -------------------------------------------------------------------------------
+
+    def save(self, path: Any, params: np.ndarray) -> None:
+        """Write the network and ``params`` to the ``.npz`` file ``path`` (str or path-like),
+        without pickle; :func:`fastprop.load` reads it back exactly. See :func:`fastprop.save`.
+        """
+        from .io import save
+
+        save(path, self, params)

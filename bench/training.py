@@ -1,0 +1,283 @@
+"""Training benchmarks: issue 5's targets, as asv benchmarks and as a side-by-side script.
+
+1. One epoch of minibatch SGD (no momentum, learning rate 0.01, shuffled) on a 4-32-16-4 tanh
+   network with identity output and squared loss, 10,000 samples, batch 32, float32:
+   ``fastprop.train`` (each backend) against scikit-learn's ``MLPRegressor(solver="sgd")``
+   (``partial_fit``: one epoch) and a PyTorch eager loop. Each call is one epoch that goes on
+   from the previous one.
+2. Digits (scikit-learn's, scaled to [0, 1], a fixed stratified 25% test split), one hidden layer
+   of 64 relu units, Adam, 50 epochs, batch 32, and no stopping before the 50th epoch
+   (``n_iter_no_change=50``): the fit time of ``fastprop.MLPClassifier`` (float32) against
+   scikit-learn's ``MLPClassifier`` with the same settings, and their test accuracy.
+
+``python -m bench.training`` (from the repository root) times the contenders together in
+interleaved rounds (:mod:`fastprop.timing`, as ``fastprop compare``), prints medians and ratios,
+and the digits accuracy over five seeds. asv runs the same calls: ``time_epoch``, ``time_fit``
+and ``track_test_accuracy``; a contender whose library is missing is skipped.
+
+Every contender runs on one thread (numba, the BLAS, PyTorch) unless ``--threads`` says
+otherwise: these networks are too small for a second thread to help, and on a shared two-core
+machine a busy core stalls every multithreaded contender (PyTorch's eager epoch took seconds
+instead of tens of milliseconds with two threads while another process ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import itertools
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import fastprop as fp
+
+try:
+    from fastprop import timing
+except ImportError:  # an older commit: see bench/common.py
+    timing = None
+
+#: Target 1's network, data size, batch size, learning rate.
+EPOCH_SIZES = (4, 32, 16, 4)
+EPOCH_SAMPLES = 10_000
+BATCH_SIZE = 32
+SGD_RATE = 0.01
+EPOCH_CONTENDERS = ("fastprop-matrix", "fastprop-naive", "sklearn", "torch")
+DIGITS_CONTENDERS = ("fastprop", "sklearn")
+DIGITS_EPOCHS = 50
+ACCURACY_SEEDS = (0, 1, 2, 3, 4)
+#: The library each contender needs.
+_NEEDS = {"sklearn": "sklearn", "torch": "torch", "fastprop": "sklearn"}
+
+
+def _require(name: str) -> None:
+    """Skip (asv's way: ``NotImplementedError`` from setup) when ``name``'s library is missing,
+    or when this fastprop has no training."""
+    if not hasattr(fp, "train"):
+        raise NotImplementedError("this fastprop has no fastprop.train")
+    module = _NEEDS.get(name)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise NotImplementedError(f"{module} is not installed")
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads in numba, every loaded BLAS (fastprop's and NumPy's, which
+    scikit-learn uses) and PyTorch where it is installed."""
+    fp.set_num_threads(n)
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+@functools.cache
+def epoch_data() -> tuple[np.ndarray, np.ndarray]:
+    """Target 1's inputs (standard normal) and targets (a smooth function of them), float32."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((EPOCH_SAMPLES, EPOCH_SIZES[0])).astype(np.float32)
+    Y = np.tanh(X @ rng.standard_normal((EPOCH_SIZES[0], EPOCH_SIZES[-1]))).astype(np.float32)
+    return X, Y
+
+
+def _fastprop_epoch(backend: str) -> Callable[[], Any]:
+    X, Y = epoch_data()
+    net = fp.MLP(EPOCH_SIZES, "tanh", dtype=np.float32)
+    params = net.init(seed=0)
+    rng = np.random.default_rng(0)
+    return functools.partial(fp.train, net, params, X, Y, optimizer=fp.SGD(SGD_RATE), epochs=1,
+                             batch_size=BATCH_SIZE, seed=rng, progress=False, backend=backend)
+
+
+def _sklearn_epoch() -> Callable[[], Any]:
+    from sklearn.neural_network import MLPRegressor
+
+    X, Y = epoch_data()
+    model = MLPRegressor(hidden_layer_sizes=EPOCH_SIZES[1:-1], activation="tanh", solver="sgd",
+                         batch_size=BATCH_SIZE, learning_rate_init=SGD_RATE, momentum=0.0,
+                         alpha=0.0, random_state=0)
+    return functools.partial(model.partial_fit, X, Y)
+
+
+def _torch_epoch() -> Callable[[], Any]:
+    import torch
+
+    X, Y = (torch.from_numpy(a) for a in epoch_data())
+    torch.manual_seed(0)
+    layers: list[torch.nn.Module] = []
+    for n_in, n_out in itertools.pairwise(EPOCH_SIZES):
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.Tanh()]
+    model = torch.nn.Sequential(*layers[:-1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=SGD_RATE)
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch() -> None:
+        order = torch.randperm(EPOCH_SAMPLES, generator=generator)
+        for start in range(0, EPOCH_SAMPLES, BATCH_SIZE):
+            batch = order[start:start + BATCH_SIZE]
+            optimizer.zero_grad()
+            loss = 0.5 * ((model(X[batch]) - Y[batch]) ** 2).sum(dim=1).mean()
+            loss.backward()
+            optimizer.step()
+
+    return epoch
+
+
+def epoch_call(name: str) -> Callable[[], Any]:
+    """One epoch of contender ``name`` (from :data:`EPOCH_CONTENDERS`) per call, warmed up."""
+    _require(name)
+    if name.startswith("fastprop-"):
+        call = _fastprop_epoch(name.removeprefix("fastprop-"))
+    else:
+        call = _sklearn_epoch() if name == "sklearn" else _torch_epoch()
+    call()
+    return call
+
+
+@functools.cache
+def digits_data() -> tuple[np.ndarray, ...]:
+    """``X_train, X_test, y_train, y_test``: digits scaled to [0, 1], stratified 25% split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    return tuple(train_test_split(digits.data / 16, digits.target, test_size=0.25,
+                                  random_state=0, stratify=digits.target))
+
+
+def digits_model(name: str, seed: int = 0) -> Any:
+    """Target 2's unfitted classifier of contender ``name`` (from :data:`DIGITS_CONTENDERS`)."""
+    _require(name)
+    settings = {"hidden_layer_sizes": (64,), "activation": "relu", "solver": "adam",
+                "batch_size": BATCH_SIZE, "max_iter": DIGITS_EPOCHS,
+                "n_iter_no_change": DIGITS_EPOCHS, "random_state": seed}
+    if name == "fastprop":
+        return fp.MLPClassifier(**settings, dtype="float32")
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(**settings)
+
+
+def digits_fit(model: Any) -> Any:
+    """Fit ``model`` on the digits training split (without the max_iter ConvergenceWarning)."""
+    X_train, _, y_train, _ = digits_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(X_train, y_train)
+
+
+def digits_accuracy(name: str, seed: int) -> float:
+    """Test accuracy of contender ``name`` trained from ``seed``."""
+    _, X_test, _, y_test = digits_data()
+    return float(digits_fit(digits_model(name, seed)).score(X_test, y_test))
+
+
+class TrainingEpoch:
+    """Target 1: seconds per epoch of minibatch SGD (see the module notes)."""
+
+    params = (EPOCH_CONTENDERS,)
+    param_names = ("contender",)
+    timeout = 300.0
+
+    def setup(self, name: str) -> None:
+        """One thread; build and warm up the contender (cached per process)."""
+        set_threads(1)
+        self.call = _cached_epoch_call(name)
+
+    def time_epoch(self, name: str) -> None:
+        """One epoch."""
+        self.call()
+
+
+@functools.cache
+def _cached_epoch_call(name: str) -> Callable[[], Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return epoch_call(name)
+
+
+class DigitsFit:
+    """Target 2: fit time and test accuracy on digits (see the module notes)."""
+
+    params = (DIGITS_CONTENDERS,)
+    param_names = ("contender",)
+    timeout = 300.0
+
+    def setup(self, name: str) -> None:
+        """One thread; a new model (the first fit in the process compiles or loads fastprop's
+        kernels)."""
+        set_threads(1)
+        digits_fit(digits_model(name))
+        self.model = digits_model(name)
+
+    def time_fit(self, name: str) -> None:
+        """Seconds per fit (50 epochs)."""
+        digits_fit(self.model)
+
+    def track_test_accuracy(self, name: str) -> float:
+        """Test accuracy from seed 0."""
+        return digits_accuracy(name, 0)
+
+    track_test_accuracy.unit = "accuracy"  # type: ignore[attr-defined]
+
+
+def _medians(calls: dict[str, Callable[[], Any]], budget_s: float) -> dict[str, float]:
+    """Median seconds per call of each, timed together in interleaved rounds."""
+    estimates = {}
+    for name, call in calls.items():
+        start = time.perf_counter()
+        call()
+        estimates[name] = time.perf_counter() - start
+    results = timing.interleaved(calls, estimates, budget_s)
+    return {name: result.median for name, result in results.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print target 1's and target 2's side-by-side medians, ratios and accuracies."""
+    parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for every contender: numba, the BLAS, PyTorch (default: "
+                             "%(default)s; these networks are too small for more to help)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="timing budget per table (default: %(default)s)")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    print(f"threads: {args.threads}; {fp.threads.blas_description()}")
+
+    available = {}
+    for name in EPOCH_CONTENDERS:
+        try:
+            available[name] = _cached_epoch_call(name)
+        except NotImplementedError as reason:
+            print(f"{name}: skipped ({reason})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        epoch = _medians(available, args.seconds)
+    print(f"\nTarget 1: one epoch of SGD, {'-'.join(map(str, EPOCH_SIZES))} tanh, "
+          f"{EPOCH_SAMPLES} samples, batch {BATCH_SIZE}, float32 (median ms per epoch)")
+    for name, seconds in epoch.items():
+        print(f"  {name:<16} {seconds * 1e3:9.2f} ms   "
+              f"{seconds / epoch['fastprop-matrix']:6.1f}x fastprop-matrix's time")
+
+    models = {name: digits_model(name) for name in DIGITS_CONTENDERS}
+    for model in models.values():
+        digits_fit(model)
+    fit = _medians({name: functools.partial(digits_fit, model)
+                    for name, model in models.items()}, args.seconds)
+    print(f"\nTarget 2: digits, 64 relu, Adam, {DIGITS_EPOCHS} epochs, batch {BATCH_SIZE} "
+          f"(median fit time; test accuracy over seeds {ACCURACY_SEEDS})")
+    for name, seconds in fit.items():
+        accuracies = [digits_accuracy(name, seed) for seed in ACCURACY_SEEDS]
+        print(f"  {name:<16} {seconds * 1e3:9.1f} ms   "
+              f"{seconds / fit['fastprop']:6.1f}x fastprop's time   accuracy "
+              f"min {min(accuracies):.4f} mean {statistics.mean(accuracies):.4f} "
+              f"max {max(accuracies):.4f}")
+
+
+if __name__ == "__main__":
+    main()

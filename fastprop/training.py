@@ -1,0 +1,415 @@
+"""Minibatch training of an :class:`~fastprop.MLP`: :func:`train`, one compiled call per epoch.
+
+On the CPU backends, a whole epoch runs in one compiled call (:func:`_epoch`): for each minibatch
+it gathers the samples into a batch buffer, calls the backend's compiled gradient (the same
+entry point as :meth:`MLP.value_and_grad`) and the optimizer's compiled update
+(:func:`fastprop.optimizers.step`). Python runs once per epoch: the shuffle, the schedule's
+learning rate, the validation pass, early stopping, the callback and the progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba.core.registry import CPUDispatcher
+from tqdm.auto import tqdm
+
+from . import _validate as v
+from ._jit import jit
+from .backends import DEFAULT_BACKEND, get_backend
+from .cpu.common import OK, check_values
+from .network import MLP
+from .optimizers import Optimizer, get_optimizer, step
+
+#: What :class:`EarlyStopping` can watch.
+MONITORS = ("loss", "val_loss", "val_score")
+
+
+# Not cached on disk (jit's cache=True): a cached function whose arguments include a compiled
+# function misses the cache in every new process (the argument's type is the function object)
+# and appends an entry to the cache file each time; and a cached function that calls the naive
+# backend's parallel code crashes when two of its variants, written by different processes, are
+# loaded into one (numba issue 8578). Compiling it costs about a second per process and
+# signature; the gradient and the optimizer step it calls come from their own disk caches.
+@jit(cache=False)
+def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, order, kind, hyper, lr,
+           steps, state, grad, work, n_threads, X_batch, Y_batch, label_batch):
+    """One epoch: minibatches of ``X_batch.shape[0]`` samples taken in ``order``, the last one
+    smaller when the batch size does not divide the sample count.
+
+    ``value_and_grad`` is a backend's compiled entry point (:mod:`fastprop.cpu.common`), called
+    without the finiteness check (:func:`train` checks the data once, up front). ``Y`` (float
+    targets) or ``labels`` (integer labels) is empty, and so is its batch buffer. Returns
+    ``(status, loss, steps)``: the first nonzero status of a gradient call (the epoch stops
+    there), the mean over samples of their minibatch's loss (each taken before its update), and
+    the updated count of optimizer steps.
+    """
+    n = order.shape[0]
+    batch_size = X_batch.shape[0]
+    total = 0.0
+    for start in range(0, n, batch_size):
+        m = min(batch_size, n - start)
+        Xb = X_batch[:m]
+        Yb = Y_batch[:m]
+        lb = label_batch[:m]
+        for i in range(m):
+            source = order[start + i]
+            for j in range(X.shape[1]):
+                Xb[i, j] = X[source, j]
+            for j in range(Yb.shape[1] if Yb.shape[0] > 0 else 0):
+                Yb[i, j] = Y[source, j]
+            if lb.shape[0] > 0:
+                lb[i] = labels[source]
+        status, loss = value_and_grad(layout, loss_id, params, Xb, Yb, lb, l2, False, grad, work,
+                                      n_threads)
+        if status != OK:
+            return status, total / n, steps
+        total += float(loss) * m
+        steps += 1
+        step(kind, hyper, lr, steps, params, grad, state)
+    return OK, total / n, steps
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """When to stop before the last epoch, by scikit-learn's rule.
+
+    An epoch "improves" when the watched value beats the best so far by more than ``tol``
+    (a loss lower than ``best - tol``, a score higher than ``best + tol``); training stops at the
+    first epoch that makes more than ``patience`` epochs in a row without improvement
+    (scikit-learn's ``n_iter_no_change=patience``).
+
+    Parameters
+    ----------
+    patience : int, default 10
+        Epochs without improvement that are tolerated, ``>= 1``.
+    tol : float, default 1e-4
+        The improvement that counts, ``>= 0``.
+    monitor : {"val_loss", "val_score", "loss"}, default "val_loss"
+        The validation loss, the validation score (both need ``validation=``; see
+        :class:`History`), or the training loss.
+    restore_best : bool, default True
+        At the end, put back the parameters of the best epoch (the one with the best watched
+        value; kept as a copy whenever the value improves at all).
+    """
+
+    patience: int = 10
+    tol: float = 1e-4
+    monitor: str = "val_loss"
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral):
+            raise TypeError(f"patience must be an integer, got {self.patience!r}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience!r}")
+        if (isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real)
+                or not (math.isfinite(self.tol) and self.tol >= 0)):
+            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {list(MONITORS)}, got {self.monitor!r}")
+
+
+@dataclass
+class TrainState:
+    """Where training stands: pass it as ``train(..., resume=state)`` to go on from there.
+
+    Attributes
+    ----------
+    optimizer_state : numpy.ndarray
+        The optimizer's velocities or moments, the parameters' dtype.
+    steps : int
+        Optimizer steps taken (Adam's ``t``).
+    epochs : int
+        Epochs done (the schedules' epoch count).
+    samples : int
+        Samples seen (the inverse-scaling schedule's ``t``).
+    rng : numpy.random.Generator
+        The generator of the shuffles.
+    """
+
+    optimizer_state: np.ndarray
+    steps: int
+    epochs: int
+    samples: int
+    rng: np.random.Generator
+
+
+@dataclass
+class History:
+    """What :func:`train` did, epoch by epoch.
+
+    Attributes
+    ----------
+    loss : list of float
+        Training loss per epoch: the mean over samples of the loss of their minibatch, each
+        taken with the parameters before that minibatch's update (scikit-learn's
+        ``loss_curve_``); includes the network's L2 penalty.
+    val_loss : list of float
+        Loss on the validation data after each epoch (empty without ``validation=``).
+    val_score : list of float
+        Score on the validation data after each epoch (empty without ``validation=``): the
+        accuracy for classification losses (for ``binary_cross_entropy``, the fraction of
+        samples whose every output is on the right side of 0.5), the coefficient of
+        determination R^2 (averaged over outputs) for ``squared``.
+    learning_rate : list of float
+        The schedule's learning rate in each epoch.
+    best_epoch : int or None
+        With early stopping: the epoch (from 1) with the best watched value.
+    stopped : str
+        Why training ended: ``"epochs"`` (all done), ``"early_stopping"``, ``"callback"``, or
+        ``"diverged"`` (the training loss became NaN or infinite).
+    seconds : float
+        Wall time of the training.
+    state : TrainState
+        For ``train(..., resume=history.state)``.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped: str = "epochs"
+    seconds: float = 0.0
+    state: TrainState | None = None
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run."""
+        return len(self.loss)
+
+
+def score(net: MLP, params: np.ndarray, X: np.ndarray, Y_rows: np.ndarray, labels: np.ndarray,
+          backend: str = DEFAULT_BACKEND) -> float:
+    """The validation score of :class:`History` (accuracy or R^2), for checked arrays.
+
+    ``Y_rows`` and ``labels`` are as :func:`fastprop._validate.check_targets` returns them.
+    """
+    outputs = net.forward(params, X, backend=backend, check_finite=False)
+    if net.loss_name == "squared":
+        residual = ((outputs - Y_rows) ** 2).sum(axis=0, dtype=np.float64)
+        spread = ((Y_rows - Y_rows.mean(axis=0)) ** 2).sum(axis=0, dtype=np.float64)
+        # A constant target: 1 when predicted exactly, else 0 (scikit-learn's r2_score).
+        r2 = np.where(spread > 0, 1 - residual / np.where(spread > 0, spread, 1),
+                      np.where(residual == 0, 1.0, 0.0))
+        return float(r2.mean())
+    if net.loss_name == "binary_cross_entropy":
+        return float(((outputs >= 0.5) == (Y_rows >= 0.5)).all(axis=1).mean())
+    truth = labels if labels.shape[0] else Y_rows.argmax(axis=1)
+    return float((outputs.argmax(axis=1) == truth).mean())
+
+
+class _Watch:
+    """The early-stopping rule's bookkeeping (see :class:`EarlyStopping`)."""
+
+    def __init__(self, rule: EarlyStopping) -> None:
+        self.rule = rule
+        self.sign = -1.0 if rule.monitor == "val_score" else 1.0
+        self.best = math.inf
+        self.count = 0
+        self.best_params: np.ndarray | None = None
+
+    def should_stop(self, history: History, params: np.ndarray) -> bool:
+        value = self.sign * getattr(history, self.rule.monitor)[-1]
+        self.count = self.count + 1 if value > self.best - self.rule.tol else 0
+        if value < self.best:
+            self.best = value
+            history.best_epoch = history.epochs
+            if self.rule.restore_best:
+                self.best_params = params.copy()
+        return self.count > self.rule.patience
+
+
+def _check_count(name: str, value: object, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1 or (high is not None and value > high):
+        bound = f"from 1 to the number of samples ({high})" if high is not None else ">= 1"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return int(value)
+
+
+def _check_data(net: MLP, params: np.ndarray, X: object, Y: object, check_finite: bool,
+                prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X, Y_rows, labels)``, checked as :meth:`MLP.value_and_grad` checks them."""
+    try:
+        v.check_array("X", X, net.dtype, None, net.n_inputs)
+        Y_rows, labels = v.check_targets(Y, net.loss_name, net.dtype, X.shape[0], net.n_outputs)
+        v.raise_for_status(check_values(net._layout, params, X, Y_rows, labels, check_finite),
+                           net.n_outputs)
+    except (TypeError, ValueError) as error:
+        if not prefix:
+            raise
+        raise type(error)(f"{prefix}{error}") from None
+    return X, Y_rows, labels
+
+
+def _check_resume(resume: object, optimizer: Optimizer, net: MLP, seed: object) -> None:
+    if not isinstance(resume, TrainState):
+        raise TypeError(f"resume must be a TrainState (history.state), got {resume!r}")
+    size = optimizer.state_size(net.n_params)
+    state = resume.optimizer_state
+    if state.dtype != net.dtype or state.shape != (size,):
+        raise ValueError(f"resume holds an optimizer state of shape {state.shape} and dtype "
+                         f"{state.dtype}; {optimizer!r} on this network needs ({size},) "
+                         f"{net.dtype}")
+    if seed is not None:
+        raise ValueError("pass seed or resume, not both: resume goes on with its own shuffles")
+
+
+def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
+          optimizer: str | Optimizer = "adam", epochs: int = 10, batch_size: int = 32,
+          shuffle: bool = True, seed: int | np.random.Generator | None = None,
+          validation: tuple[np.ndarray, np.ndarray] | None = None,
+          early_stopping: EarlyStopping | None = None,
+          callback: Callable[[History], bool | None] | None = None, progress: bool = True,
+          backend: str = DEFAULT_BACKEND, check_finite: bool = True,
+          resume: TrainState | None = None) -> History:
+    """Train ``net`` by minibatch gradient descent, updating ``params`` in place.
+
+    Each epoch visits every sample once, in a new random order when ``shuffle`` (epoch ``e`` uses
+    the ``e``-th ``rng.permutation(n)`` of ``rng = numpy.random.default_rng(seed)``), in
+    minibatches of ``batch_size`` samples; when ``batch_size`` does not divide the number of
+    samples, the last minibatch of each epoch is smaller (its loss is the mean over its own
+    samples, as for every minibatch, and it takes a full optimizer step). On the CPU backends a
+    whole epoch runs in one compiled call.
+
+    Parameters
+    ----------
+    net : MLP
+        The network (its loss, L2 penalty and dtype are the ones trained).
+    params : numpy.ndarray
+        Flat parameters, shape ``(n_params,)``, the network's dtype, writable: trained in place.
+    X, Y : numpy.ndarray
+        Training inputs and targets, as for :meth:`MLP.value_and_grad` (the whole data set).
+    optimizer : str, SGD or Adam, default "adam"
+        ``"sgd"`` or ``"adam"`` (default hyperparameters), or a :class:`~fastprop.SGD` or
+        :class:`~fastprop.Adam` with its learning rate, schedule and so on.
+    epochs : int, default 10
+        Passes over the data, ``>= 1``.
+    batch_size : int, default 32
+        Samples per minibatch, from 1 to the number of samples.
+    shuffle : bool, default True
+        Shuffle the samples before every epoch; in the given order otherwise.
+    seed : int, numpy.random.Generator or None
+        Seed of the shuffles.
+    validation : (X_val, Y_val), optional
+        Data on which :class:`History` records the loss and the score after every epoch.
+    early_stopping : EarlyStopping, optional
+        Stop when the watched value stops improving (see :class:`EarlyStopping`).
+    callback : callable, optional
+        ``callback(history)`` after every epoch (after early stopping's check); return ``True``
+        to stop training.
+    progress : bool, default True
+        Show a tqdm progress bar over the epochs.
+    backend : str, default "matrix"
+        ``"matrix"`` or ``"naive"``: a backend whose compiled gradient runs on the CPU.
+    check_finite : bool, default True
+        Raise ``ValueError`` on NaN or infinity in ``params``, ``X``, ``Y`` or the validation
+        data. With ``False`` they propagate (and training stops as diverged).
+    resume : TrainState, optional
+        ``history.state`` of an earlier call, to go on with the same optimizer state, step and
+        epoch counts and shuffle generator (then ``seed`` must be None).
+
+    Returns
+    -------
+    History
+        Losses, scores, learning rates, why training stopped, its time, and its state.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, named in the message; checked before anything is trained.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the training loss becomes NaN or infinite (training stops; lower the learning
+        rate).
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a fastprop.MLP, got {type(net).__name__}")
+    chosen = get_backend(backend)
+    if not isinstance(chosen.value_and_grad, CPUDispatcher):
+        raise ValueError(f"train runs on the backends whose gradient is compiled for the CPU "
+                         f"(callable from compiled code), not on {backend!r}")
+    v.check_array("params", params, net.dtype, net.n_params)
+    if not params.flags.writeable:
+        raise ValueError("params is read-only: train updates it in place")
+    X, Y_rows, labels = _check_data(net, params, X, Y, check_finite)
+    n = X.shape[0]
+    epochs = _check_count("epochs", epochs)
+    batch_size = _check_count("batch_size", batch_size, n)
+    optimizer = get_optimizer(optimizer)
+    if validation is not None:
+        if not isinstance(validation, tuple) or len(validation) != 2:
+            raise TypeError("validation must be a tuple (X_val, Y_val)")
+        X_val, *val_targets = _check_data(net, params, *validation, check_finite,
+                                          prefix="validation: ")
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be an EarlyStopping, got {early_stopping!r}")
+        if early_stopping.monitor != "loss" and validation is None:
+            raise ValueError(f"early stopping on {early_stopping.monitor!r} needs validation=")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {callback!r}")
+    if resume is None:
+        resume = TrainState(np.zeros(optimizer.state_size(net.n_params), net.dtype), 0, 0, 0,
+                            np.random.default_rng(seed))
+    else:
+        _check_resume(resume, optimizer, net, seed)
+
+    history = History(state=resume)
+    watch = _Watch(early_stopping) if early_stopping is not None else None
+    order = np.arange(n)
+    grad = np.empty(net.n_params, net.dtype)
+    X_batch = np.empty((batch_size, net.n_inputs), net.dtype)
+    Y_batch = np.empty((batch_size if Y_rows.shape[0] else 0, net.n_outputs), net.dtype)
+    label_batch = np.empty(batch_size if labels.shape[0] else 0, np.int64)
+    hyper = optimizer.hyperparameters()
+    start = time.perf_counter()
+    with tqdm(total=epochs, disable=not progress, unit="epoch", desc="train") as bar:
+        for _ in range(epochs):
+            if shuffle:
+                order = resume.rng.permutation(n)
+            lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
+            work, n_threads = net._workspace(chosen, batch_size)
+            status, loss, resume.steps = _epoch(
+                chosen.value_and_grad, net._layout, net._loss_id, net._l2, params, X, Y_rows,
+                labels, order, optimizer.kind, hyper, lr, resume.steps,
+                resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch)
+            v.raise_for_status(status, net.n_outputs)
+            resume.epochs += 1
+            resume.samples += n
+            history.loss.append(loss)
+            history.learning_rate.append(lr)
+            postfix = {"loss": f"{loss:.4g}"}
+            if validation is not None:
+                history.val_loss.append(net.loss(params, X_val, validation[1],
+                                                 backend=backend, check_finite=False))
+                history.val_score.append(score(net, params, X_val, *val_targets, backend))
+                postfix["val_score"] = f"{history.val_score[-1]:.4g}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.update()
+            if not math.isfinite(loss):
+                history.stopped = "diverged"
+                warnings.warn(f"training diverged in epoch {history.epochs} (loss {loss}): "
+                              f"try a lower learning rate", RuntimeWarning, stacklevel=2)
+                break
+            if watch is not None and watch.should_stop(history, params):
+                history.stopped = "early_stopping"
+                break
+            if callback is not None and callback(history):
+                history.stopped = "callback"
+                break
+    if watch is not None and watch.best_params is not None:
+        params[:] = watch.best_params
+    history.seconds = time.perf_counter() - start
+    return history
