@@ -129,9 +129,11 @@ def activation_id(layout, layer):
     return layout[layer, ACT]
 
 
-@jit
+@jit(fastmath={"reassoc"})
 def l2_penalty(layout, params, l2):
-    """``l2 / 2 * sum ||W||^2`` over every layer's weights (not the biases)."""
+    """``l2 / 2 * sum ||W||^2`` over every layer's weights (not the biases); ``reassoc`` lets the
+    sum of squares run in SIMD lanes (a serial chain of additions took 4 us of a 21 us gradient
+    on a 64-64-10 network at batch 32)."""
     squares = l2 * 0
     if l2 != 0:
         for layer in range(layout.shape[0]):
