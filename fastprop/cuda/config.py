@@ -1,0 +1,36 @@
+"""Launch settings of the CUDA kernels.
+
+Read when a kernel family is first built (:func:`fastprop.cuda.gemm.kernels` and the others are
+cached per dtype), so a change here takes effect only for families built afterwards; the tests
+patch these to tiny values and clear those caches, because the CUDA simulator runs one OS thread
+per CUDA thread. On a GPU, the compiled kernels are also cached on disk: after changing a tile
+size, delete the ``*.nbi``/``*.nbc`` files under ``fastprop/cuda/__pycache__``.
+"""
+
+from __future__ import annotations
+
+#: Threads per block of the one-thread-per-element kernels (naive layers, checks, reductions).
+#: A power of two (the reductions halve it).
+THREADS_PER_BLOCK = 256
+
+#: Matrix-product tiles ``(BM, BN, BK, TM, TN)`` per dtype: a block computes a ``BM x BN`` tile
+#: of the result in steps of ``BK`` along the inner dimension, each of its
+#: ``(BM / TM) * (BN / TN)`` threads a ``TM x TN`` register block.
+GEMM_TILES = {"float32": (128, 128, 8, 8, 8), "float64": (64, 64, 8, 4, 4)}
+
+#: The weight-gradient products are split along the batch until there are about this many
+#: blocks (deterministically: the split depends only on the sizes), e.g. 2 per SM of an H100.
+TARGET_BLOCKS = 264
+#: ... but no split gets fewer than this many samples.
+MIN_SPLIT_ROWS = 256
+
+#: The fused path runs when every layer width is at most this (and never above 128).
+FUSED_MAX_WIDTH = 128
+#: Threads per block of the fused kernel, and samples each block holds at once.
+FUSED_THREADS = 256
+FUSED_ROWS = 8
+#: Bytes of shared memory for one layer's weights in the fused kernel; larger layers are read
+#: from global memory (through the L1 cache) instead.
+FUSED_WEIGHT_BYTES = 32768
+#: Blocks of the fused kernel: each loops over row tiles (a persistent grid).
+FUSED_BLOCKS = 264

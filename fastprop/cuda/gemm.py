@@ -1,0 +1,206 @@
+"""Tiled, shared-memory, register-blocked matrix products with fused epilogues.
+
+One main loop, :func:`kernels`' ``tile_product``, computes a ``BM x BN`` tile of ``C = A B`` for
+operands stored in flat arrays, each row-major as it is or transposed (``A`` may be stored
+``K x M``, ``B`` may be stored ``N x K``), optionally with a column of ones after ``B``'s last
+column: a block's ``(BM / TM) * (BN / TN)`` threads stage ``BK``-deep slices of both operands in
+shared memory and each accumulates a ``TM x TN`` block of ``C`` in registers. Thread ``(tr, tc)``
+owns rows ``tr + i * BM / TM`` and columns ``tc + j * BN / TN``, so that neighbouring threads
+read neighbouring shared-memory words and write neighbouring addresses.
+
+The three products of backpropagation (:mod:`fastprop.cuda.matrix` launches them) differ only
+in their operands and epilogues:
+
+``forward``
+    ``A_l = f(A_{l-1} W_l^T + b_l)``: bias and activation applied to the tile before it is stored;
+``delta``
+    ``D_{l-1} = (D_l W_l) * f'(A_{l-1})``: the activation derivative applied before storing;
+``weights``
+    ``[dW_l | db_l] = D_l^T [A_{l-1} | 1]`` for every layer in one launch (``blockIdx.y`` is the
+    layer): the bias gradient is the product's extra column against the ones. The batch (the
+    inner dimension) is cut into ``blockIdx.z`` splits, each writing its partial sums to its own
+    slice of a buffer that :mod:`fastprop.cuda.finish` sums in order: no atomics.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+import numba
+import numpy as np
+
+from .._layout import ACT, B_OFF, N_IN, N_OUT, W_OFF
+from . import config, retarget, rows, runtime
+
+#: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
+#: is how the CUDA simulator finds it to put its own in its place.
+cuda: Any = None
+
+
+def tiles(dtype: str) -> tuple[int, int, int, int, int]:
+    """``(BM, BN, BK, TM, TN)`` for ``dtype`` (from :data:`config.GEMM_TILES`)."""
+    return config.GEMM_TILES[dtype]
+
+
+def threads(dtype: str) -> int:
+    """Threads per block of the products in ``dtype``."""
+    BM, BN, _, TM, TN = tiles(dtype)
+    return (BM // TM) * (BN // TN)
+
+
+@functools.cache
+def kernels(dtype: str) -> SimpleNamespace:
+    """``forward``, ``delta`` and ``weights`` kernels for ``dtype``, with the current tiles."""
+    runtime.bind(globals())
+    ty = numba.from_dtype(np.dtype(dtype))
+    BM, BN, BK, TM, TN = tiles(dtype)
+    RS = BM // TM  # thread rows
+    CS = BN // TN  # thread columns
+    NT = RS * CS
+    f = rows.device_functions()
+    activate = retarget.activate()
+    derivative = retarget.derivative()
+
+    @cuda.jit(device=True, inline="always")
+    def owner():
+        """``(tr, tc)``: this thread's row and column in the block's grid of threads."""
+        tr = cuda.threadIdx.x // CS
+        return tr, cuda.threadIdx.x - tr * CS
+
+    @cuda.jit(device=True, inline="always")
+    def tile_product(A, a_start, lda, trans_a, B, b_start, ldb, trans_b, M, n_b, ones,
+                     k_lo, k_hi, row0, col0, acc):
+        """``acc[i, j] = sum_{k_lo <= k < k_hi} A[r, k] B[k, c]`` for this thread's rows ``r``
+        and columns ``c`` of the tile at ``(row0, col0)``. ``A[r, k]`` is stored at
+        ``a_start + k * lda + r`` when ``trans_a`` else ``a_start + r * lda + k``; ``B[k, c]``
+        at ``b_start + c * ldb + k`` when ``trans_b`` else ``b_start + k * ldb + c``, for
+        ``c < n_b``; with ``ones``, ``B[k, n_b] = 1``."""
+        As = cuda.shared.array((BK, BM), ty)
+        Bs = cuda.shared.array((BK, BN), ty)
+        a_frag = cuda.local.array(TM, ty)
+        b_frag = cuda.local.array(TN, ty)
+        t = cuda.threadIdx.x
+        tr, tc = owner()
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = 0
+        for k0 in range(k_lo, k_hi, BK):
+            for e in range(t, BM * BK, NT):
+                if trans_a:  # consecutive threads: consecutive rows (contiguous here)
+                    kk = e // BM
+                    mm = e - kk * BM
+                else:  # consecutive threads: consecutive k
+                    mm = e // BK
+                    kk = e - mm * BK
+                r = row0 + mm
+                k = k0 + kk
+                value = ty(0)
+                if r < M and k < k_hi:
+                    value = A[a_start + k * lda + r] if trans_a else A[a_start + r * lda + k]
+                As[kk, mm] = value
+            for e in range(t, BN * BK, NT):
+                if trans_b:
+                    nn = e // BK
+                    kk = e - nn * BK
+                else:
+                    kk = e // BN
+                    nn = e - kk * BN
+                c = col0 + nn
+                k = k0 + kk
+                value = ty(0)
+                if k < k_hi:
+                    if c < n_b:
+                        value = B[b_start + c * ldb + k] if trans_b else B[b_start + k * ldb + c]
+                    elif ones and c == n_b:
+                        value = ty(1)
+                Bs[kk, nn] = value
+            cuda.syncthreads()
+            for kk in range(BK):
+                for i in range(TM):
+                    a_frag[i] = As[kk, tr + i * RS]
+                for j in range(TN):
+                    b_frag[j] = Bs[kk, tc + j * CS]
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i, j] += a_frag[i] * b_frag[j]
+            cuda.syncthreads()
+
+    @cuda.jit
+    def forward(layout, layer, act, params, a_in, a_in_start, work, batch):
+        """Layer ``layer``'s activations: ``f(a_in W^T + b)`` with activation ``act``."""
+        n_in = layout[layer, N_IN]
+        n_out = layout[layer, N_OUT]
+        row0 = cuda.blockIdx.y * BM
+        col0 = cuda.blockIdx.x * BN
+        acc = cuda.local.array((TM, TN), ty)
+        tile_product(a_in, a_in_start, n_in, False, params, layout[layer, W_OFF], n_in, True,
+                     batch, n_out, False, 0, n_in, row0, col0, acc)
+        tr, tc = owner()
+        out = f.act_offset(layout, layer, batch)
+        b_off = layout[layer, B_OFF]
+        for i in range(TM):
+            r = row0 + tr + i * RS
+            for j in range(TN):
+                c = col0 + tc + j * CS
+                if r < batch and c < n_out:
+                    work[out + r * n_out + c] = activate(act, acc[i, j] + params[b_off + c])
+
+    @cuda.jit
+    def delta(layout, layer, params, work, batch):
+        """Layer ``layer - 1``'s deltas: ``(D_layer W_layer) * f'(A_{layer - 1})``."""
+        n_in = layout[layer, N_IN]
+        n_out = layout[layer, N_OUT]
+        row0 = cuda.blockIdx.y * BM
+        col0 = cuda.blockIdx.x * BN
+        acc = cuda.local.array((TM, TN), ty)
+        tile_product(work, f.delta_offset(layout, layer, batch), n_out, False, params,
+                     layout[layer, W_OFF], n_in, False, batch, n_in, False, 0, n_out, row0,
+                     col0, acc)
+        tr, tc = owner()
+        a_prev = f.act_offset(layout, layer - 1, batch)
+        d_prev = f.delta_offset(layout, layer - 1, batch)
+        act = layout[layer - 1, ACT]
+        for i in range(TM):
+            r = row0 + tr + i * RS
+            for j in range(TN):
+                c = col0 + tc + j * CS
+                if r < batch and c < n_in:
+                    e = r * n_in + c
+                    work[d_prev + e] = acc[i, j] * derivative(act, work[a_prev + e])
+
+    @cuda.jit
+    def weights(layout, X, work, batch, split_rows, partials):
+        """Every layer's ``[dW | db]`` over the samples of split ``blockIdx.z``, into that
+        split's slice of ``partials`` (the parameter layout)."""
+        layer = cuda.blockIdx.y
+        n_in = layout[layer, N_IN]
+        n_out = layout[layer, N_OUT]
+        col_tiles = (n_in + 1 + BN - 1) // BN
+        tile = cuda.blockIdx.x
+        if tile >= col_tiles * ((n_out + BM - 1) // BM):
+            return
+        row0 = (tile // col_tiles) * BM
+        col0 = (tile - (tile // col_tiles) * col_tiles) * BN
+        split = cuda.blockIdx.z
+        k_lo = split * split_rows
+        k_hi = min(batch, k_lo + split_rows)
+        acc = cuda.local.array((TM, TN), ty)
+        a_in = X if layer == 0 else work
+        a_in_start = 0 if layer == 0 else f.act_offset(layout, layer - 1, batch)
+        tile_product(work, f.delta_offset(layout, layer, batch), n_out, True, a_in, a_in_start,
+                     n_in, False, n_out, n_in, True, k_lo, k_hi, row0, col0, acc)
+        tr, tc = owner()
+        n_params = layout[layout.shape[0] - 1, B_OFF] + layout[layout.shape[0] - 1, N_OUT]
+        base = split * n_params
+        for i in range(TM):
+            r = row0 + tr + i * RS
+            for j in range(TN):
+                c = col0 + tc + j * CS
+                if r < n_out and c <= n_in:
+                    p = (layout[layer, W_OFF] + r * n_in + c if c < n_in
+                         else layout[layer, B_OFF] + r)
+                    partials[base + p] = acc[i, j]
+
+    return SimpleNamespace(forward=forward, delta=delta, weights=weights)

@@ -1,0 +1,83 @@
+"""What one call hands to the kernels (:class:`Call`), and the launches every form shares:
+the value check, the per-sample losses, and the last kernels with the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._layout import A_OFF
+from . import checks, config, finish, rows
+from .workspace import Workspace
+
+#: Most blocks of the value check (a grid-stride loop covers the rest).
+CHECK_BLOCKS = 1024
+
+
+@dataclass
+class Call:
+    """The device arrays and settings of one call.
+
+    ``X`` is flat (``batch * n_inputs``); ``Y`` is ``(batch, n_outputs)`` or empty, ``labels``
+    ``(batch,)`` or empty (one of them holds the targets; both empty in a forward pass).
+    """
+
+    ws: Workspace
+    dtype: str
+    n_layers: int
+    loss_id: int
+    params: Any
+    X: Any
+    Y: Any
+    labels: Any
+    batch: int
+    n_classes: int
+    l2: np.floating
+    check_finite: bool
+
+    @property
+    def scale(self) -> np.floating:
+        """``1 / batch`` in the network's dtype."""
+        return np.dtype(self.dtype).type(1) / self.batch
+
+
+def layer_input(call: Call, layer: int) -> tuple[Any, int]:
+    """``(array, start)`` of layer ``layer``'s input: ``X``, or the previous activations."""
+    if layer == 0:
+        return call.X, 0
+    return call.ws.work, call.batch * int(call.ws.layout_host[layer - 1, A_OFF])
+
+
+def check(call: Call) -> None:
+    """The value check, when there is something to check."""
+    if call.labels.shape[0] == 0 and not call.check_finite:
+        return
+    size = max(call.labels.shape[0], call.X.shape[0], call.Y.size, call.params.shape[0])
+    checks.kernels().check_values[min(rows.blocks(size), CHECK_BLOCKS),
+                                  config.THREADS_PER_BLOCK](
+        call.labels, call.n_classes, call.X, call.Y.reshape(call.Y.size), call.params,
+        call.check_finite, call.ws.flags)
+
+
+def loss_rows(call: Call) -> None:
+    """Per-sample losses and the output deltas, from the last layer's scores."""
+    rows.kernels().loss_rows[rows.blocks(call.batch), config.THREADS_PER_BLOCK](
+        call.ws.layout, call.loss_id, call.ws.work, call.Y, call.labels, call.batch,
+        call.scale, call.ws.flags)
+
+
+def sum_splits(call: Call, grad: Any) -> None:
+    """``grad``: the weight-gradient splits summed (the matrix form)."""
+    finish.kernels(call.dtype).sum_splits[rows.blocks(grad.shape[0]),
+                                          config.THREADS_PER_BLOCK](
+        call.ws.partials, call.ws.splits, call.ws.layout, call.params, call.l2,
+        call.ws.flags, grad)
+
+
+def report(call: Call, with_loss: bool = True) -> None:
+    """The report: the loss (or 0 without it) and the flags, which it clears."""
+    finish.kernels(call.dtype).loss_report[1, config.THREADS_PER_BLOCK](
+        call.ws.layout, call.ws.work, call.batch if with_loss else 0, call.scale, call.params,
+        call.l2 if with_loss else call.l2 * 0, call.ws.flags, call.ws.report)

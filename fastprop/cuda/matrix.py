@@ -1,0 +1,83 @@
+"""Matrix-form backpropagation on the GPU: the launch order of the ``"cuda"`` backend.
+
+Networks whose widths are all at most :data:`config.FUSED_MAX_WIDTH` take the fused path
+(:mod:`fastprop.cuda.fused`): the value check, one launch for the forward pass, the losses and
+the deltas, one for every layer's weight gradients, then the split sums and the report, whatever
+the depth. Wider networks go layer by layer through the tiled products of
+:mod:`fastprop.cuda.gemm`: a forward product per layer (bias and activation fused), the losses,
+a delta product per layer but the first (derivative fused), then the same weight-gradient
+launch, split sums and report. Nothing waits for the GPU until the host reads the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._layout import ACT, N_IN, N_OUT
+from ..activations import IDENTITY
+from . import config, fused, gemm, launch
+
+
+def _grid(rows: int, cols: int, dtype: str) -> tuple[int, int]:
+    BM, BN, _, _, _ = gemm.tiles(dtype)
+    return -(-cols // BN), -(-rows // BM)
+
+
+def forward_pass(call: launch.Call) -> None:
+    """Every layer's activations (the last layer's raw scores), a product per layer."""
+    k = gemm.kernels(call.dtype)
+    layout = call.ws.layout_host
+    for layer in range(call.n_layers):
+        act = int(layout[layer, ACT]) if layer < call.n_layers - 1 else IDENTITY
+        a_in, start = launch.layer_input(call, layer)
+        k.forward[_grid(call.batch, int(layout[layer, N_OUT]), call.dtype),
+                  gemm.threads(call.dtype)](
+            call.ws.layout, layer, act, call.params, a_in, start, call.ws.work, call.batch)
+
+
+def _fused(call: launch.Call, with_deltas: bool) -> None:
+    fused.kernels(call.dtype).forward_backward[fused.grid(call.batch),
+                                               config.FUSED_THREADS](
+        call.ws.layout, call.loss_id, call.params, call.X, call.Y, call.labels, call.ws.work,
+        call.batch, call.scale, with_deltas, call.ws.flags)
+
+
+def _is_fused(call: launch.Call) -> bool:
+    layout = call.ws.layout_host
+    return fused.applies((int(layout[0, N_IN]), *(int(n) for n in layout[:, N_OUT])))
+
+
+def gradient(call: launch.Call, grad: Any) -> None:
+    """Loss and gradient (into ``grad``)."""
+    launch.check(call)
+    if _is_fused(call):
+        _fused(call, with_deltas=True)
+    else:
+        forward_pass(call)
+        launch.loss_rows(call)
+        k = gemm.kernels(call.dtype)
+        for layer in range(call.n_layers - 1, 0, -1):
+            k.delta[_grid(call.batch, int(call.ws.layout_host[layer, N_IN]), call.dtype),
+                    gemm.threads(call.dtype)](
+                call.ws.layout, layer, call.params, call.ws.work, call.batch)
+    BM, BN, _, _, _ = gemm.tiles(call.dtype)
+    layout = call.ws.layout_host
+    tiles = max(-(-int(n_out) // BM) * -(-(int(n_in) + 1) // BN)
+                for n_in, n_out in layout[:, [N_IN, N_OUT]])
+    gemm.kernels(call.dtype).weights[(tiles, call.n_layers, call.ws.splits),
+                                     gemm.threads(call.dtype)](
+        call.ws.layout, call.X, call.ws.work, call.batch, call.ws.split_rows,
+        call.ws.partials)
+    launch.sum_splits(call, grad)
+    launch.report(call)
+
+
+def loss(call: launch.Call) -> None:
+    """The loss alone."""
+    launch.check(call)
+    if _is_fused(call):
+        _fused(call, with_deltas=False)
+    else:
+        forward_pass(call)
+        launch.loss_rows(call)
+    launch.report(call)

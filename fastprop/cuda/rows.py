@@ -1,0 +1,99 @@
+"""Per-sample work on the GPU: device functions shared by the naive and fused kernels, and the
+kernels that apply the loss or the output activation row by row (one thread per sample).
+
+The workspace (see :mod:`fastprop.cuda.workspace`) is one flat device array: every layer's
+activations for the batch (layer ``l``'s, ``batch x n_l`` row-major, at ``batch * A_OFF[l]``),
+then every layer's deltas in the same arrangement, then one loss per sample, then the partial
+weight gradients of the matrix form.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+from .._layout import A_OFF, ACT, N_OUT
+from . import checks, config, retarget, runtime
+
+#: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
+#: is how the CUDA simulator finds it to put its own in its place.
+cuda: Any = None
+
+
+@functools.cache
+def device_functions() -> SimpleNamespace:
+    """``dot``, ``act_offset``, ``delta_offset``, ``loss_offset``: device functions."""
+    runtime.bind(globals())
+    jit = cuda.jit(device=True, inline="always")
+    total_width = retarget.total_width()
+
+    @jit
+    def dot(w, w_start, w_stride, a, a_start, n):
+        """``sum_k w[w_start + k * w_stride] * a[a_start + k]``, ``k`` increasing."""
+        acc = w[w_start] * 0
+        for k in range(n):
+            acc += w[w_start + k * w_stride] * a[a_start + k]
+        return acc
+
+    @jit
+    def act_offset(layout, layer, batch):
+        """Offset of layer ``layer``'s activations in the workspace."""
+        return batch * layout[layer, A_OFF]
+
+    @jit
+    def delta_offset(layout, layer, batch):
+        """Offset of layer ``layer``'s deltas in the workspace."""
+        return batch * (total_width(layout) + layout[layer, A_OFF])
+
+    @jit
+    def loss_offset(layout, batch):
+        """Offset of the per-sample losses in the workspace."""
+        return 2 * batch * total_width(layout)
+
+    return SimpleNamespace(dot=dot, act_offset=act_offset, delta_offset=delta_offset,
+                           loss_offset=loss_offset)
+
+
+@functools.cache
+def kernels() -> SimpleNamespace:
+    """``loss_rows`` and ``output_rows``, the per-sample kernels (any dtype)."""
+    runtime.bind(globals())
+    f = device_functions()
+    failed = checks.kernels().failed
+    loss_and_delta = retarget.loss_and_delta()
+    output_activation = retarget.output_activation()
+
+    @cuda.jit
+    def loss_rows(layout, loss_id, work, Y, labels, batch, scale, flags):
+        """Each sample's loss into the workspace, and the output delta (``scale *
+        dloss/dz``) into the last layer's deltas. Nothing when a check failed (a label out of
+        range must not be read)."""
+        i = cuda.grid(1)
+        if i >= batch or failed(flags):
+            return
+        last = layout.shape[0] - 1
+        n_out = layout[last, N_OUT]
+        z_start = f.act_offset(layout, last, batch) + i * n_out
+        d_start = f.delta_offset(layout, last, batch) + i * n_out
+        work[f.loss_offset(layout, batch) + i] = loss_and_delta(
+            loss_id, layout[last, ACT], work[z_start:z_start + n_out], Y, labels, i, scale,
+            work[d_start:d_start + n_out])
+
+    @cuda.jit
+    def output_rows(layout, work, batch, out):
+        """``out[i] =`` the output activation of sample ``i``'s scores."""
+        i = cuda.grid(1)
+        if i >= batch:
+            return
+        last = layout.shape[0] - 1
+        n_out = layout[last, N_OUT]
+        z_start = f.act_offset(layout, last, batch) + i * n_out
+        output_activation(layout[last, ACT], work[z_start:z_start + n_out], out[i])
+
+    return SimpleNamespace(loss_rows=loss_rows, output_rows=output_rows)
+
+
+def blocks(n: int) -> int:
+    """Blocks of :data:`config.THREADS_PER_BLOCK` threads that cover ``n`` elements."""
+    return max(1, -(-n // config.THREADS_PER_BLOCK))
