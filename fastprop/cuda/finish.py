@@ -33,7 +33,7 @@ def kernels(dtype: str) -> SimpleNamespace:
     ty = numba.from_dtype(np.dtype(dtype))
     threads = config.THREADS_PER_BLOCK
     failed = checks.kernels().failed
-    f = rows.device_functions()
+    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
 
     @cuda.jit(device=True, inline="always")
     def is_weight(layout, p):
@@ -80,7 +80,7 @@ def kernels(dtype: str) -> SimpleNamespace:
     def loss_report(layout, work, n_rows, scale, params, l2, flags, report):
         """One block: ``report = [mean loss + l2 penalty, flags...]``; clears the flags."""
         buffer = cuda.shared.array(threads, ty)
-        start = f.loss_offset(layout, n_rows)
+        start = loss_offset(layout, n_rows)
         loss = block_sum(work, start, start + n_rows, False, buffer) * scale
         if l2 != 0:
             squares = ty(0)

@@ -51,8 +51,9 @@ def kernels(dtype: str) -> SimpleNamespace:
     S = config.FUSED_ROWS
     W = WIDTH_LIMIT
     NT = config.FUSED_THREADS
+    ROWS_SIZE = S * W  # (a shared array's size must be one constant)
     CAPACITY = config.FUSED_WEIGHT_BYTES // np.dtype(dtype).itemsize
-    f = rows.device_functions()
+    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
     failed = checks.kernels().failed
     activate = retarget.activate()
     derivative = retarget.derivative()
@@ -74,8 +75,8 @@ def kernels(dtype: str) -> SimpleNamespace:
     def forward_backward(layout, loss_id, params, X, Y, labels, work, batch, scale,
                          with_deltas, flags):
         """Activations, per-sample losses and (``with_deltas``) deltas into the workspace."""
-        cur = cuda.shared.array(S * W, ty)
-        nxt = cuda.shared.array(S * W, ty)
+        cur = cuda.shared.array(ROWS_SIZE, ty)
+        nxt = cuda.shared.array(ROWS_SIZE, ty)
         weights = cuda.shared.array(CAPACITY, ty)
         t = cuda.threadIdx.x
         last = layout.shape[0] - 1
@@ -92,21 +93,21 @@ def kernels(dtype: str) -> SimpleNamespace:
                 w, w_start = stage(params, layout, layer, weights)
                 cuda.syncthreads()
                 act = layout[layer, ACT] if layer < last else IDENTITY
-                out = f.act_offset(layout, layer, batch) + r0 * n_out
+                out = act_offset(layout, layer, batch) + r0 * n_out
                 for e in range(t, n_rows * n_out, NT):
                     s = e // n_out
                     j = e - s * n_out
                     a = activate(act, params[layout[layer, B_OFF] + j]
-                                 + f.dot(w, w_start + j * n_in, 1, cur, s * W, n_in))
+                                 + dot(w, w_start + j * n_in, 1, cur, s * W, n_in))
                     nxt[s * W + j] = a
                     work[out + e] = a
                 cuda.syncthreads()
                 cur, nxt = nxt, cur
             n_out = layout[last, N_OUT]
-            out = f.delta_offset(layout, last, batch) + r0 * n_out
+            out = delta_offset(layout, last, batch) + r0 * n_out
             for s in range(t, n_rows, NT):
                 if not bad:
-                    work[f.loss_offset(layout, batch) + r0 + s] = loss_and_delta(
+                    work[loss_offset(layout, batch) + r0 + s] = loss_and_delta(
                         loss_id, layout[last, ACT], cur[s * W:s * W + n_out], Y, labels,
                         r0 + s, scale, nxt[s * W:s * W + n_out])
                     for k in range(n_out):
@@ -120,12 +121,12 @@ def kernels(dtype: str) -> SimpleNamespace:
                     w, w_start = stage(params, layout, layer, weights)
                     cuda.syncthreads()
                     act = layout[layer - 1, ACT]
-                    a_prev = f.act_offset(layout, layer - 1, batch) + r0 * n_in
-                    d_prev = f.delta_offset(layout, layer - 1, batch) + r0 * n_in
+                    a_prev = act_offset(layout, layer - 1, batch) + r0 * n_in
+                    d_prev = delta_offset(layout, layer - 1, batch) + r0 * n_in
                     for e in range(t, n_rows * n_in, NT):
                         s = e // n_in
                         i = e - s * n_in
-                        d = f.dot(w, w_start + i, n_in, cur, s * W, n_out) * derivative(
+                        d = dot(w, w_start + i, n_in, cur, s * W, n_out) * derivative(
                             act, work[a_prev + e])
                         nxt[s * W + i] = d
                         work[d_prev + e] = d

@@ -59,7 +59,7 @@ def kernels(dtype: str) -> SimpleNamespace:
     RS = BM // TM  # thread rows
     CS = BN // TN  # thread columns
     NT = RS * CS
-    f = rows.device_functions()
+    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
     activate = retarget.activate()
     derivative = retarget.derivative()
 
@@ -138,7 +138,7 @@ def kernels(dtype: str) -> SimpleNamespace:
         tile_product(a_in, a_in_start, n_in, False, params, layout[layer, W_OFF], n_in, True,
                      batch, n_out, False, 0, n_in, row0, col0, acc)
         tr, tc = owner()
-        out = f.act_offset(layout, layer, batch)
+        out = act_offset(layout, layer, batch)
         b_off = layout[layer, B_OFF]
         for i in range(TM):
             r = row0 + tr + i * RS
@@ -155,12 +155,12 @@ def kernels(dtype: str) -> SimpleNamespace:
         row0 = cuda.blockIdx.y * BM
         col0 = cuda.blockIdx.x * BN
         acc = cuda.local.array((TM, TN), ty)
-        tile_product(work, f.delta_offset(layout, layer, batch), n_out, False, params,
+        tile_product(work, delta_offset(layout, layer, batch), n_out, False, params,
                      layout[layer, W_OFF], n_in, False, batch, n_in, False, 0, n_out, row0,
                      col0, acc)
         tr, tc = owner()
-        a_prev = f.act_offset(layout, layer - 1, batch)
-        d_prev = f.delta_offset(layout, layer - 1, batch)
+        a_prev = act_offset(layout, layer - 1, batch)
+        d_prev = delta_offset(layout, layer - 1, batch)
         act = layout[layer - 1, ACT]
         for i in range(TM):
             r = row0 + tr + i * RS
@@ -188,8 +188,8 @@ def kernels(dtype: str) -> SimpleNamespace:
         k_hi = min(batch, k_lo + split_rows)
         acc = cuda.local.array((TM, TN), ty)
         a_in = X if layer == 0 else work
-        a_in_start = 0 if layer == 0 else f.act_offset(layout, layer - 1, batch)
-        tile_product(work, f.delta_offset(layout, layer, batch), n_out, True, a_in, a_in_start,
+        a_in_start = 0 if layer == 0 else act_offset(layout, layer - 1, batch)
+        tile_product(work, delta_offset(layout, layer, batch), n_out, True, a_in, a_in_start,
                      n_in, False, n_out, n_in, True, k_lo, k_hi, row0, col0, acc)
         tr, tc = owner()
         n_params = layout[layout.shape[0] - 1, B_OFF] + layout[layout.shape[0] - 1, N_OUT]

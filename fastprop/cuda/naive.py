@@ -33,7 +33,7 @@ cuda: Any = None
 def kernels() -> SimpleNamespace:
     """``forward_layer``, ``backward_layer`` and ``weights_layer`` (any dtype)."""
     runtime.bind(globals())
-    f = rows.device_functions()
+    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
     failed = checks.kernels().failed
     activate = retarget.activate()
     derivative = retarget.derivative()
@@ -48,10 +48,10 @@ def kernels() -> SimpleNamespace:
             return
         s = e // n_out
         j = e - s * n_out
-        z = params[layout[layer, B_OFF] + j] + f.dot(
+        z = params[layout[layer, B_OFF] + j] + dot(
             params, layout[layer, W_OFF] + j * n_in, 1, a_in, a_in_start + s * n_in, n_in)
         act = layout[layer, ACT] if layer < layout.shape[0] - 1 else IDENTITY
-        work[f.act_offset(layout, layer, batch) + e] = activate(act, z)
+        work[act_offset(layout, layer, batch) + e] = activate(act, z)
 
     @cuda.jit
     def backward_layer(layout, layer, params, work, batch):
@@ -63,10 +63,10 @@ def kernels() -> SimpleNamespace:
             return
         s = e // n_in
         i = e - s * n_in
-        g = f.dot(params, layout[layer, W_OFF] + i, n_in, work,
-                  f.delta_offset(layout, layer, batch) + s * n_out, n_out)
-        a = work[f.act_offset(layout, layer - 1, batch) + e]
-        work[f.delta_offset(layout, layer - 1, batch) + e] = g * derivative(
+        g = dot(params, layout[layer, W_OFF] + i, n_in, work,
+                  delta_offset(layout, layer, batch) + s * n_out, n_out)
+        a = work[act_offset(layout, layer - 1, batch) + e]
+        work[delta_offset(layout, layer - 1, batch) + e] = g * derivative(
             layout[layer - 1, ACT], a)
 
     @cuda.jit
@@ -79,7 +79,7 @@ def kernels() -> SimpleNamespace:
             return
         j = e // (n_in + 1)
         i = e - j * (n_in + 1)
-        d_start = f.delta_offset(layout, layer, batch) + j
+        d_start = delta_offset(layout, layer, batch) + j
         if i == n_in:
             acc = work[d_start]
             for s in range(1, batch):

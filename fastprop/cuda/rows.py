@@ -10,8 +10,9 @@ weight gradients of the matrix form.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._layout import A_OFF, ACT, N_OUT
 from . import checks, config, retarget, runtime
@@ -21,18 +22,29 @@ from . import checks, config, retarget, runtime
 cuda: Any = None
 
 
+class DeviceFunctions(NamedTuple):
+    """The shared device functions (unpacked by the kernel builders: kernels cannot read an
+    attribute of a Python object)."""
+
+    dot: Callable
+    act_offset: Callable
+    delta_offset: Callable
+    loss_offset: Callable
+
+
 @functools.cache
-def device_functions() -> SimpleNamespace:
-    """``dot``, ``act_offset``, ``delta_offset``, ``loss_offset``: device functions."""
+def device_functions() -> DeviceFunctions:
+    """The shared device functions, built on first use."""
     runtime.bind(globals())
     jit = cuda.jit(device=True, inline="always")
     total_width = retarget.total_width()
 
     @jit
     def dot(w, w_start, w_stride, a, a_start, n):
-        """``sum_k w[w_start + k * w_stride] * a[a_start + k]``, ``k`` increasing."""
-        acc = w[w_start] * 0
-        for k in range(n):
+        """``sum_k w[w_start + k * w_stride] * a[a_start + k]``, ``k`` increasing (``n >= 1``;
+        starting from the first product keeps float32 in float32)."""
+        acc = w[w_start] * a[a_start]
+        for k in range(1, n):
             acc += w[w_start + k * w_stride] * a[a_start + k]
         return acc
 
@@ -51,15 +63,14 @@ def device_functions() -> SimpleNamespace:
         """Offset of the per-sample losses in the workspace."""
         return 2 * batch * total_width(layout)
 
-    return SimpleNamespace(dot=dot, act_offset=act_offset, delta_offset=delta_offset,
-                           loss_offset=loss_offset)
+    return DeviceFunctions(dot, act_offset, delta_offset, loss_offset)
 
 
 @functools.cache
 def kernels() -> SimpleNamespace:
     """``loss_rows`` and ``output_rows``, the per-sample kernels (any dtype)."""
     runtime.bind(globals())
-    f = device_functions()
+    dot, act_offset, delta_offset, loss_offset = device_functions()
     failed = checks.kernels().failed
     loss_and_delta = retarget.loss_and_delta()
     output_activation = retarget.output_activation()
@@ -74,9 +85,9 @@ def kernels() -> SimpleNamespace:
             return
         last = layout.shape[0] - 1
         n_out = layout[last, N_OUT]
-        z_start = f.act_offset(layout, last, batch) + i * n_out
-        d_start = f.delta_offset(layout, last, batch) + i * n_out
-        work[f.loss_offset(layout, batch) + i] = loss_and_delta(
+        z_start = act_offset(layout, last, batch) + i * n_out
+        d_start = delta_offset(layout, last, batch) + i * n_out
+        work[loss_offset(layout, batch) + i] = loss_and_delta(
             loss_id, layout[last, ACT], work[z_start:z_start + n_out], Y, labels, i, scale,
             work[d_start:d_start + n_out])
 
@@ -88,7 +99,7 @@ def kernels() -> SimpleNamespace:
             return
         last = layout.shape[0] - 1
         n_out = layout[last, N_OUT]
-        z_start = f.act_offset(layout, last, batch) + i * n_out
+        z_start = act_offset(layout, last, batch) + i * n_out
         output_activation(layout[last, ACT], work[z_start:z_start + n_out], out[i])
 
     return SimpleNamespace(loss_rows=loss_rows, output_rows=output_rows)
