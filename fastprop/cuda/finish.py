@@ -33,7 +33,7 @@ def kernels(dtype: str) -> SimpleNamespace:
     ty = numba.from_dtype(np.dtype(dtype))
     threads = config.THREADS_PER_BLOCK
     failed = checks.kernels().failed
-    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
+    loss_offset = rows.device_functions().loss_offset
 
     @cuda.jit(device=True, inline="always")
     def is_weight(layout, p):

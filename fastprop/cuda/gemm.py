@@ -59,7 +59,8 @@ def kernels(dtype: str) -> SimpleNamespace:
     RS = BM // TM  # thread rows
     CS = BN // TN  # thread columns
     NT = RS * CS
-    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
+    shared = rows.device_functions()
+    act_offset, delta_offset = shared.act_offset, shared.delta_offset
     activate = retarget.activate()
     derivative = retarget.derivative()
 

@@ -33,7 +33,8 @@ cuda: Any = None
 def kernels() -> SimpleNamespace:
     """``forward_layer``, ``backward_layer`` and ``weights_layer`` (any dtype)."""
     runtime.bind(globals())
-    dot, act_offset, delta_offset, loss_offset = rows.device_functions()
+    shared = rows.device_functions()
+    dot, act_offset, delta_offset = shared.dot, shared.act_offset, shared.delta_offset
     failed = checks.kernels().failed
     activate = retarget.activate()
     derivative = retarget.derivative()

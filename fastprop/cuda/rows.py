@@ -70,7 +70,9 @@ def device_functions() -> DeviceFunctions:
 def kernels() -> SimpleNamespace:
     """``loss_rows`` and ``output_rows``, the per-sample kernels (any dtype)."""
     runtime.bind(globals())
-    dot, act_offset, delta_offset, loss_offset = device_functions()
+    shared = device_functions()
+    act_offset, delta_offset = shared.act_offset, shared.delta_offset
+    loss_offset = shared.loss_offset
     failed = checks.kernels().failed
     loss_and_delta = retarget.loss_and_delta()
     output_activation = retarget.output_activation()

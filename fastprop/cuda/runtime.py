@@ -32,7 +32,8 @@ def _load() -> tuple[ModuleType | None, str | None]:
         return None, f"numba.cuda failed to import: {exc} ({INSTALL_HINT})"
     if not cuda.is_available():
         detail = getattr(cuda, "cuda_error", lambda: None)()
-        return None, ("no CUDA GPU or driver was found" + (f" ({' '.join(str(detail).split())})" if detail else "")
+        detail = f" ({' '.join(str(detail).split())})" if detail else ""
+        return None, ("no CUDA GPU or driver was found" + detail
                       + "; NUMBA_ENABLE_CUDASIM=1 runs the CUDA backends on numba's simulator")
     return cuda, None
 
