@@ -2,6 +2,7 @@
 without a GPU: ``python tests/cuda_ptx.py``. Needs numba-cuda and NVVM (the ``cuda-toolkit``
 wheels with ``nvvm``, ``nvrtc`` and ``cudart``), and the simulator off. Prints one line per
 kernel and dtype, and how many float64 instructions a float32 kernel has (there should be few).
+Exits with 77 where NVVM is missing.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def signatures(ty):
 
 
 def main() -> int:
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+
+        load_nvidia_dynamic_lib("nvvm")
+    except Exception as exc:
+        print(f"NVVM is not installed ({type(exc).__name__}): pip install "
+              f"'cuda-toolkit[nvvm,nvrtc,cudart]==13.*' to compile here")
+        return 77
     runtime._load = lambda: (cuda, None)  # no driver is needed to compile
     for ty in (float32, float64):
         for kernel, args in signatures(ty).items():

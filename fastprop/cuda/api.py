@@ -152,7 +152,7 @@ def forward(net: Any, params: Any, X: Any, *, form: str, check_finite: bool = Tr
     def launches() -> None:
         launch.check(call)
         FORMS[form].forward_pass(call)
-        rows.kernels().output_rows[rows.blocks(call.batch), config.THREADS_PER_BLOCK](
+        rows.kernels().output_rows[launch.blocks(call.batch), config.THREADS_PER_BLOCK](
             call.ws.layout, call.ws.work, call.batch, out)
         if check_finite:
             launch.report(call, with_loss=False)

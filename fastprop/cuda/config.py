@@ -12,6 +12,9 @@ from __future__ import annotations
 #: Threads per block of the one-thread-per-element kernels (naive layers, checks, reductions).
 #: A power of two (the reductions halve it).
 THREADS_PER_BLOCK = 256
+#: Most blocks of those kernels: each thread loops over every ``blocks * threads``-th element
+#: beyond (a grid-stride loop), so a large grid runs one element per thread.
+MAX_BLOCKS = 65535
 
 #: Matrix-product tiles ``(BM, BN, BK, TM, TN)`` per dtype: a block computes a ``BM x BN`` tile
 #: of the result in steps of ``BK`` along the inner dimension, each of its

@@ -45,16 +45,16 @@ def kernels(dtype: str) -> SimpleNamespace:
     @cuda.jit
     def sum_splits(partials, n_splits, layout, params, l2, flags, grad):
         """``grad[p] = sum_s partials[s, p]`` (+ ``l2 * params[p]`` on weights)."""
-        p = cuda.grid(1)
         n_params = grad.shape[0]
-        if p >= n_params or failed(flags):
+        if failed(flags):
             return
-        total = partials[p]
-        for s in range(1, n_splits):
-            total += partials[s * n_params + p]
-        if l2 != 0 and is_weight(layout, p):
-            total += l2 * params[p]
-        grad[p] = total
+        for p in range(cuda.grid(1), n_params, cuda.gridsize(1)):
+            total = partials[p]
+            for s in range(1, n_splits):
+                total += partials[s * n_params + p]
+            if l2 != 0 and is_weight(layout, p):
+                total += l2 * params[p]
+            grad[p] = total
 
     @cuda.jit(device=True, inline="always")
     def block_sum(values, start, stop, squared, buffer):

@@ -12,9 +12,6 @@ from .._layout import A_OFF
 from . import checks, config, finish, rows
 from .workspace import Workspace
 
-#: Most blocks of the value check (a grid-stride loop covers the rest).
-CHECK_BLOCKS = 1024
-
 
 @dataclass
 class Call:
@@ -43,6 +40,12 @@ class Call:
         return np.dtype(self.dtype).type(1) / self.batch
 
 
+def blocks(n: int) -> int:
+    """Blocks of :data:`config.THREADS_PER_BLOCK` threads for ``n`` elements, one each, up to
+    :data:`config.MAX_BLOCKS` (the element-wise kernels loop over the rest)."""
+    return max(1, min(config.MAX_BLOCKS, -(-n // config.THREADS_PER_BLOCK)))
+
+
 def layer_input(call: Call, layer: int) -> tuple[Any, int]:
     """``(array, start)`` of layer ``layer``'s input: ``X``, or the previous activations."""
     if layer == 0:
@@ -55,7 +58,7 @@ def check(call: Call) -> None:
     if call.labels.shape[0] == 0 and not call.check_finite:
         return
     size = max(call.labels.shape[0], call.X.shape[0], call.Y.size, call.params.shape[0])
-    checks.kernels().check_values[min(rows.blocks(size), CHECK_BLOCKS),
+    checks.kernels().check_values[blocks(size),
                                   config.THREADS_PER_BLOCK](
         call.labels, call.n_classes, call.X, call.Y.reshape(call.Y.size), call.params,
         call.check_finite, call.ws.flags)
@@ -63,14 +66,14 @@ def check(call: Call) -> None:
 
 def loss_rows(call: Call) -> None:
     """Per-sample losses and the output deltas, from the last layer's scores."""
-    rows.kernels().loss_rows[rows.blocks(call.batch), config.THREADS_PER_BLOCK](
+    rows.kernels().loss_rows[blocks(call.batch), config.THREADS_PER_BLOCK](
         call.ws.layout, call.loss_id, call.ws.work, call.Y, call.labels, call.batch,
         call.scale, call.ws.flags)
 
 
 def sum_splits(call: Call, grad: Any) -> None:
     """``grad``: the weight-gradient splits summed (the matrix form)."""
-    finish.kernels(call.dtype).sum_splits[rows.blocks(grad.shape[0]),
+    finish.kernels(call.dtype).sum_splits[blocks(grad.shape[0]),
                                           config.THREADS_PER_BLOCK](
         call.ws.partials, call.ws.splits, call.ws.layout, call.params, call.l2,
         call.ws.flags, grad)

@@ -42,56 +42,52 @@ def kernels() -> SimpleNamespace:
     @cuda.jit
     def forward_layer(layout, layer, params, a_in, a_in_start, work, batch):
         """Layer ``layer``'s activations (the last layer's raw scores) for every sample."""
-        e = cuda.grid(1)
         n_in = layout[layer, N_IN]
         n_out = layout[layer, N_OUT]
-        if e >= batch * n_out:
-            return
-        s = e // n_out
-        j = e - s * n_out
-        z = params[layout[layer, B_OFF] + j] + dot(
-            params, layout[layer, W_OFF] + j * n_in, 1, a_in, a_in_start + s * n_in, n_in)
         act = layout[layer, ACT] if layer < layout.shape[0] - 1 else IDENTITY
-        work[act_offset(layout, layer, batch) + e] = activate(act, z)
+        for e in range(cuda.grid(1), batch * n_out, cuda.gridsize(1)):
+            s = e // n_out
+            j = e - s * n_out
+            z = params[layout[layer, B_OFF] + j] + dot(
+                params, layout[layer, W_OFF] + j * n_in, 1, a_in, a_in_start + s * n_in, n_in)
+            work[act_offset(layout, layer, batch) + e] = activate(act, z)
 
     @cuda.jit
     def backward_layer(layout, layer, params, work, batch):
         """The deltas of layer ``layer - 1`` from those of layer ``layer``."""
-        e = cuda.grid(1)
         n_in = layout[layer, N_IN]
         n_out = layout[layer, N_OUT]
-        if e >= batch * n_in:
-            return
-        s = e // n_in
-        i = e - s * n_in
-        g = dot(params, layout[layer, W_OFF] + i, n_in, work,
-                  delta_offset(layout, layer, batch) + s * n_out, n_out)
-        a = work[act_offset(layout, layer - 1, batch) + e]
-        work[delta_offset(layout, layer - 1, batch) + e] = g * derivative(
-            layout[layer - 1, ACT], a)
+        for e in range(cuda.grid(1), batch * n_in, cuda.gridsize(1)):
+            s = e // n_in
+            i = e - s * n_in
+            g = dot(params, layout[layer, W_OFF] + i, n_in, work,
+                    delta_offset(layout, layer, batch) + s * n_out, n_out)
+            a = work[act_offset(layout, layer - 1, batch) + e]
+            work[delta_offset(layout, layer - 1, batch) + e] = g * derivative(
+                layout[layer - 1, ACT], a)
 
     @cuda.jit
     def weights_layer(layout, layer, params, a_in, a_in_start, work, batch, l2, flags, grad):
         """Layer ``layer``'s weight and bias gradients, each summed over the batch in order."""
-        e = cuda.grid(1)
         n_in = layout[layer, N_IN]
         n_out = layout[layer, N_OUT]
-        if e >= n_out * (n_in + 1) or failed(flags):
+        if failed(flags):
             return
-        j = e // (n_in + 1)
-        i = e - j * (n_in + 1)
-        d_start = delta_offset(layout, layer, batch) + j
-        if i == n_in:
-            acc = work[d_start]
-            for s in range(1, batch):
-                acc += work[d_start + s * n_out]
-            grad[layout[layer, B_OFF] + j] = acc
-        else:
-            acc = work[d_start] * a_in[a_in_start + i]
-            for s in range(1, batch):
-                acc += work[d_start + s * n_out] * a_in[a_in_start + s * n_in + i]
-            w = layout[layer, W_OFF] + j * n_in + i
-            grad[w] = acc + l2 * params[w] if l2 != 0 else acc
+        for e in range(cuda.grid(1), n_out * (n_in + 1), cuda.gridsize(1)):
+            j = e // (n_in + 1)
+            i = e - j * (n_in + 1)
+            d_start = delta_offset(layout, layer, batch) + j
+            if i == n_in:
+                acc = work[d_start]
+                for s in range(1, batch):
+                    acc += work[d_start + s * n_out]
+                grad[layout[layer, B_OFF] + j] = acc
+            else:
+                acc = work[d_start] * a_in[a_in_start + i]
+                for s in range(1, batch):
+                    acc += work[d_start + s * n_out] * a_in[a_in_start + s * n_in + i]
+                w = layout[layer, W_OFF] + j * n_in + i
+                grad[w] = acc + l2 * params[w] if l2 != 0 else acc
 
     return SimpleNamespace(forward_layer=forward_layer, backward_layer=backward_layer,
                            weights_layer=weights_layer)
@@ -102,7 +98,7 @@ def forward_pass(call: launch.Call) -> None:
     for layer in range(call.n_layers):
         n_out = int(call.ws.layout_host[layer, N_OUT])
         a_in, start = launch.layer_input(call, layer)
-        kernels().forward_layer[rows.blocks(call.batch * n_out), config.THREADS_PER_BLOCK](
+        kernels().forward_layer[launch.blocks(call.batch * n_out), config.THREADS_PER_BLOCK](
             call.ws.layout, layer, call.params, a_in, start, call.ws.work, call.batch)
 
 
@@ -116,11 +112,11 @@ def gradient(call: launch.Call, grad: Any) -> None:
     for layer in range(call.n_layers - 1, -1, -1):
         n_in, n_out = (int(n) for n in call.ws.layout_host[layer, [N_IN, N_OUT]])
         a_in, start = launch.layer_input(call, layer)
-        k.weights_layer[rows.blocks(n_out * (n_in + 1)), config.THREADS_PER_BLOCK](
+        k.weights_layer[launch.blocks(n_out * (n_in + 1)), config.THREADS_PER_BLOCK](
             call.ws.layout, layer, call.params, a_in, start, call.ws.work, call.batch,
             call.l2, call.ws.flags, grad)
         if layer > 0:
-            k.backward_layer[rows.blocks(call.batch * n_in), config.THREADS_PER_BLOCK](
+            k.backward_layer[launch.blocks(call.batch * n_in), config.THREADS_PER_BLOCK](
                 call.ws.layout, layer, call.params, call.ws.work, call.batch)
     launch.report(call)
 

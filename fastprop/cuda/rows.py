@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from .._layout import A_OFF, ACT, N_OUT
-from . import checks, config, retarget, runtime
+from . import checks, retarget, runtime
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
 #: is how the CUDA simulator finds it to put its own in its place.
@@ -82,31 +82,25 @@ def kernels() -> SimpleNamespace:
         """Each sample's loss into the workspace, and the output delta (``scale *
         dloss/dz``) into the last layer's deltas. Nothing when a check failed (a label out of
         range must not be read)."""
-        i = cuda.grid(1)
-        if i >= batch or failed(flags):
+        if failed(flags):
             return
         last = layout.shape[0] - 1
         n_out = layout[last, N_OUT]
-        z_start = act_offset(layout, last, batch) + i * n_out
-        d_start = delta_offset(layout, last, batch) + i * n_out
-        work[loss_offset(layout, batch) + i] = loss_and_delta(
-            loss_id, layout[last, ACT], work[z_start:z_start + n_out], Y, labels, i, scale,
-            work[d_start:d_start + n_out])
+        for i in range(cuda.grid(1), batch, cuda.gridsize(1)):
+            z_start = act_offset(layout, last, batch) + i * n_out
+            d_start = delta_offset(layout, last, batch) + i * n_out
+            work[loss_offset(layout, batch) + i] = loss_and_delta(
+                loss_id, layout[last, ACT], work[z_start:z_start + n_out], Y, labels, i, scale,
+                work[d_start:d_start + n_out])
 
     @cuda.jit
     def output_rows(layout, work, batch, out):
         """``out[i] =`` the output activation of sample ``i``'s scores."""
-        i = cuda.grid(1)
-        if i >= batch:
-            return
         last = layout.shape[0] - 1
         n_out = layout[last, N_OUT]
-        z_start = act_offset(layout, last, batch) + i * n_out
-        output_activation(layout[last, ACT], work[z_start:z_start + n_out], out[i])
+        for i in range(cuda.grid(1), batch, cuda.gridsize(1)):
+            z_start = act_offset(layout, last, batch) + i * n_out
+            output_activation(layout[last, ACT], work[z_start:z_start + n_out], out[i])
 
     return SimpleNamespace(loss_rows=loss_rows, output_rows=output_rows)
 
-
-def blocks(n: int) -> int:
-    """Blocks of :data:`config.THREADS_PER_BLOCK` threads that cover ``n`` elements."""
-    return max(1, -(-n // config.THREADS_PER_BLOCK))
