@@ -50,6 +50,13 @@ def threads(dtype: str) -> int:
     return (BM // TM) * (BN // TN)
 
 
+def weight_tiles(layout: np.ndarray, dtype: str) -> list[int]:
+    """Tiles of each layer's ``[dW | db]`` (``n_out x (n_in + 1)``) in the ``weights`` product."""
+    BM, BN, _, _, _ = tiles(dtype)
+    return [-(-int(n_out) // BM) * -(-(int(n_in) + 1) // BN)
+            for n_in, n_out in zip(layout[:, N_IN], layout[:, N_OUT], strict=True)]
+
+
 @functools.cache
 def kernels(dtype: str) -> SimpleNamespace:
     """``forward``, ``delta`` and ``weights`` kernels for ``dtype``, with the current tiles."""

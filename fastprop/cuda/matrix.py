@@ -47,23 +47,27 @@ def _is_fused(call: launch.Call) -> bool:
     return fused.applies((int(layout[0, N_IN]), *(int(n) for n in layout[:, N_OUT])))
 
 
-def gradient(call: launch.Call, grad: Any) -> None:
-    """Loss and gradient (into ``grad``)."""
+def _losses_and_deltas(call: launch.Call, with_deltas: bool) -> None:
+    """The value check, the forward pass, the per-sample losses and (``with_deltas``) every
+    layer's deltas."""
     launch.check(call)
     if _is_fused(call):
-        _fused(call, with_deltas=True)
-    else:
-        forward_pass(call)
-        launch.loss_rows(call)
+        _fused(call, with_deltas)
+        return
+    forward_pass(call)
+    launch.loss_rows(call)
+    if with_deltas:
         k = gemm.kernels(call.dtype)
         for layer in range(call.n_layers - 1, 0, -1):
             k.delta[_grid(call.batch, int(call.ws.layout_host[layer, N_IN]), call.dtype),
                     gemm.threads(call.dtype)](
                 call.ws.layout, layer, call.params, call.ws.work, call.batch)
-    BM, BN, _, _, _ = gemm.tiles(call.dtype)
-    layout = call.ws.layout_host
-    tiles = max(-(-int(n_out) // BM) * -(-(int(n_in) + 1) // BN)
-                for n_in, n_out in layout[:, [N_IN, N_OUT]])
+
+
+def gradient(call: launch.Call, grad: Any) -> None:
+    """Loss and gradient (into ``grad``)."""
+    _losses_and_deltas(call, with_deltas=True)
+    tiles = max(gemm.weight_tiles(call.ws.layout_host, call.dtype))
     gemm.kernels(call.dtype).weights[(tiles, call.n_layers, call.ws.splits),
                                      gemm.threads(call.dtype)](
         call.ws.layout, call.X, call.ws.work, call.batch, call.ws.split_rows,
@@ -74,10 +78,5 @@ def gradient(call: launch.Call, grad: Any) -> None:
 
 def loss(call: launch.Call) -> None:
     """The loss alone."""
-    launch.check(call)
-    if _is_fused(call):
-        _fused(call, with_deltas=False)
-    else:
-        forward_pass(call)
-        launch.loss_rows(call)
+    _losses_and_deltas(call, with_deltas=False)
     launch.report(call)

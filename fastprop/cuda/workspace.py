@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._layout import N_IN, N_OUT
+from .._layout import N_OUT
 from . import checks, config, gemm
 from .finish import REPORT_SIZE
 from .runtime import cuda
@@ -62,9 +62,8 @@ def weight_splits(layout: np.ndarray, batch: int, dtype: str) -> tuple[int, int]
     """``(splits, rows per split)`` of the batch for the weight-gradient product: enough
     blocks to fill the GPU (:data:`config.TARGET_BLOCKS`), at least
     :data:`config.MIN_SPLIT_ROWS` samples each; a function of the sizes only."""
-    BM, BN, BK, _, _ = gemm.tiles(dtype)
-    tiles = sum(-(-int(n_out) // BM) * -(-(int(n_in) + 1) // BN)
-                for n_in, n_out in zip(layout[:, N_IN], layout[:, N_OUT], strict=True))
+    BK = gemm.tiles(dtype)[2]
+    tiles = sum(gemm.weight_tiles(layout, dtype))
     wanted = max(1, min(-(-config.TARGET_BLOCKS // tiles), batch // config.MIN_SPLIT_ROWS))
     split_rows = -(-batch // wanted)
     split_rows = -(-split_rows // BK) * BK
