@@ -60,16 +60,24 @@ def kernels(dtype: str) -> SimpleNamespace:
     loss_and_delta = retarget.loss_and_delta()
 
     @cuda.jit(device=True, inline="always")
-    def stage(params, layout, layer, shared):
-        """``(array, start)`` of layer ``layer``'s weights: copied into ``shared`` when they
-        fit (the caller synchronises before reading), else where they are."""
-        count = layout[layer, N_OUT] * layout[layer, N_IN]
+    def stage(params, layout, layer, shared, transpose):
+        """``(array, start, row_stride, col_stride)`` locating layer ``layer``'s ``W[r, c]`` at
+        ``array[start + r * row_stride + c * col_stride]``: copied into ``shared`` when it fits
+        (transposed if asked; the caller synchronises before reading), else in place."""
+        n_out = layout[layer, N_OUT]
+        n_in = layout[layer, N_IN]
         w_off = layout[layer, W_OFF]
-        if count > CAPACITY:
-            return params, w_off
-        for e in range(cuda.threadIdx.x, count, NT):
-            shared[e] = params[w_off + e]
-        return shared, 0
+        if n_out * n_in > CAPACITY:
+            return params, w_off, n_in, 1
+        for e in range(cuda.threadIdx.x, n_out * n_in, NT):
+            if transpose:
+                r = e // n_in
+                shared[(e - r * n_in) * n_out + r] = params[w_off + e]
+            else:
+                shared[e] = params[w_off + e]
+        if transpose:
+            return shared, 0, 1, n_out
+        return shared, 0, n_in, 1
 
     @cuda.jit
     def forward_backward(layout, loss_id, params, X, Y, labels, work, batch, scale,
@@ -90,7 +98,8 @@ def kernels(dtype: str) -> SimpleNamespace:
             for layer in range(last + 1):
                 n_in = layout[layer, N_IN]
                 n_out = layout[layer, N_OUT]
-                w, w_start = stage(params, layout, layer, weights)
+                # (transposed: the threads of a warp, at neighbouring j, read neighbouring words)
+                w, w_start, row, col = stage(params, layout, layer, weights, True)
                 cuda.syncthreads()
                 act = layout[layer, ACT] if layer < last else IDENTITY
                 out = act_offset(layout, layer, batch) + r0 * n_out
@@ -98,7 +107,7 @@ def kernels(dtype: str) -> SimpleNamespace:
                     s = e // n_out
                     j = e - s * n_out
                     a = activate(act, params[layout[layer, B_OFF] + j]
-                                 + dot(w, w_start + j * n_in, 1, cur, s * W, n_in))
+                                 + dot(w, w_start + j * row, col, cur, s * W, n_in))
                     nxt[s * W + j] = a
                     work[out + e] = a
                 cuda.syncthreads()
@@ -118,7 +127,7 @@ def kernels(dtype: str) -> SimpleNamespace:
                 for layer in range(last, 0, -1):
                     n_in = layout[layer, N_IN]
                     n_out = layout[layer, N_OUT]
-                    w, w_start = stage(params, layout, layer, weights)
+                    w, w_start, row, col = stage(params, layout, layer, weights, False)
                     cuda.syncthreads()
                     act = layout[layer - 1, ACT]
                     a_prev = act_offset(layout, layer - 1, batch) + r0 * n_in
@@ -126,7 +135,7 @@ def kernels(dtype: str) -> SimpleNamespace:
                     for e in range(t, n_rows * n_in, NT):
                         s = e // n_in
                         i = e - s * n_in
-                        d = dot(w, w_start + i, n_in, cur, s * W, n_out) * derivative(
+                        d = dot(w, w_start + i * col, row, cur, s * W, n_out) * derivative(
                             act, work[a_prev + e])
                         nxt[s * W + i] = d
                         work[d_prev + e] = d
