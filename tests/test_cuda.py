@@ -355,3 +355,51 @@ def test_kernels_compile_for_hopper():
         pytest.skip(result.stdout.strip())
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("chars") == 24
+
+
+ON_GPU = REASON is None and not runtime.simulated()
+needs_gpu = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA GPU (not the simulator)")
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("sizes", "batch"), [
+    ((300, 257, 300, 10), 1000),  # layer by layer: many tiles, the batch split
+    ((64, 100, 128, 64, 3), 5000),  # fused, weights of 128 x 100 in global memory in float32
+    ((64, 64, 64, 64, 64), 65536),  # the second speed target's shape
+])
+@pytest.mark.parametrize("backend", ["cuda", "cuda-naive"])
+def test_large_sizes_on_a_gpu(sizes, batch, dtype, backend):
+    net = fp.MLP(sizes, "tanh", output="softmax", loss="cross_entropy", l2=1e-3, dtype=dtype)
+    params, X, Y = make_problem(net, batch, "labels", seed=12)
+    expected_loss, expected_grad = net.value_and_grad(params, X, Y)
+    loss, grad = net.value_and_grad(params, X, Y, backend=backend)
+    tolerance = {np.float32: 1e-4, np.float64: 1e-11}[dtype]  # long sums over the batch
+    assert rel_diff(loss, expected_loss) <= tolerance
+    assert rel_diff(grad, expected_grad) <= tolerance
+
+
+@needs_gpu
+@pytest.mark.parametrize("library", ["torch", "cupy"])
+def test_gpu_arrays_of_other_libraries(library):
+    """PyTorch CUDA tensors and CuPy arrays in, the gradient into one of theirs, no copies."""
+    module = pytest.importorskip(library)
+    case = CASES[3]
+    net = case.net(np.float32)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=13)
+    expected_loss, expected_grad = net.value_and_grad(params, X, Y)
+    if library == "torch":
+        if not module.cuda.is_available():
+            pytest.skip("PyTorch sees no GPU")
+        inputs = [module.from_numpy(a).cuda() for a in (params, X, Y)]
+        out = module.empty(net.n_params, dtype=module.float32, device="cuda")
+        host = out.cpu().numpy
+    else:
+        inputs = [module.asarray(a) for a in (params, X, Y)]
+        out = module.empty(net.n_params, dtype=np.float32)
+        host = out.get
+    for backend in ("cuda", "cuda-naive"):
+        loss, returned = net.value_and_grad(*inputs, backend=backend, out=out)
+        assert returned is out
+        assert rel_diff(loss, expected_loss) <= 1e-5
+        assert rel_diff(host(), expected_grad) <= 1e-5
