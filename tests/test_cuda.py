@@ -38,11 +38,11 @@ REASON = runtime.unavailable_reason()
 needs_cuda = pytest.mark.skipif(REASON is not None, reason=f"CUDA backends: {REASON}")
 
 #: Launch settings on the simulator: a few threads per block and blocks per launch (element-wise
-#: kernels loop), 4 x 4 register blocks.
+#: kernels loop), 16 x 16 tiles of 4 x 4 register blocks.
 SIMULATOR_SETTINGS = {
     "THREADS_PER_BLOCK": 8,
     "MAX_BLOCKS": 2,
-    "GEMM_TILES": {"float32": (8, 8, 4, 4, 4), "float64": (8, 8, 4, 4, 4)},
+    "GEMM_TILES": {"float32": (16, 16, 8, 4, 4), "float64": (16, 16, 8, 4, 4)},
     "TARGET_BLOCKS": 16,
     "MIN_SPLIT_ROWS": 4,
     "FUSED_THREADS": 4,
