@@ -112,8 +112,36 @@ def _loss(net: Any, call: launch.Call) -> float:
 
 def value_and_grad(net: Any, params: Any, X: Any, Y: Any, *, form: str, out: Any = None,
                    check_finite: bool = True) -> tuple[float, Any]:
-    """:meth:`fastprop.MLP.value_and_grad` on the GPU, in form ``form`` (see the module
-    notes for where the gradient comes back)."""
+    """:meth:`fastprop.MLP.value_and_grad` on the GPU.
+
+    Parameters
+    ----------
+    net : fastprop.MLP
+        The network.
+    params, X, Y : numpy.ndarray or GPU array
+        As for :meth:`fastprop.MLP.value_and_grad`; GPU arrays are any that export
+        ``__cuda_array_interface__`` (integer labels on the GPU must be ``int64``).
+    form : {"matrix", "naive"}
+        The form of backpropagation: backend ``"cuda"`` or ``"cuda-naive"``.
+    out : numpy.ndarray or GPU array, optional
+        Where to write the gradient.
+    check_finite : bool, default True
+        Raise ``ValueError`` on NaN or infinity in ``params``, ``X`` or ``Y``.
+
+    Returns
+    -------
+    loss : float
+    grad : numpy.ndarray or numba device array
+        ``out`` when given; else a NumPy array when ``params``, ``X`` and ``Y`` all are, a
+        device array otherwise.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Bad input, as on the CPU; nothing is written to ``out`` then.
+    fastprop.cuda.runtime.CudaUnavailableError
+        Where numba-cuda or a GPU is missing.
+    """
     call, on_device = _prepare(net, form, params, X, Y, check_finite)
     host_out = None
     if out is None:
@@ -136,16 +164,32 @@ def value_and_grad(net: Any, params: Any, X: Any, Y: Any, *, form: str, out: Any
 
 def loss(net: Any, params: Any, X: Any, Y: Any, *, form: str,
          check_finite: bool = True) -> float:
-    """:meth:`fastprop.MLP.loss` on the GPU, in form ``form``."""
+    """:meth:`fastprop.MLP.loss` on the GPU.
+
+    Parameters and errors as :func:`value_and_grad` (without ``out``).
+
+    Returns
+    -------
+    float
+        The batch loss.
+    """
     call, _ = _prepare(net, form, params, X, Y, check_finite)
     _launch(net, lambda: FORMS[form].loss(call))
     return _loss(net, call)
 
 
 def forward(net: Any, params: Any, X: Any, *, form: str, check_finite: bool = True) -> Any:
-    """:meth:`fastprop.MLP.forward` on the GPU, in form ``form``: a device array when
-    ``params`` or ``X`` is one. Without ``check_finite`` and with device inputs, it returns
-    without waiting for the GPU."""
+    """:meth:`fastprop.MLP.forward` on the GPU.
+
+    Parameters and errors as :func:`value_and_grad` (without ``Y`` and ``out``).
+
+    Returns
+    -------
+    numpy.ndarray or numba device array
+        The outputs, shape ``(batch, n_outputs)``: a device array when ``params`` or ``X`` is
+        one. Without ``check_finite`` and with GPU inputs, it returns without waiting for the
+        GPU.
+    """
     call, on_device = _prepare(net, form, params, X, None, check_finite)
     out = runtime.cuda().device_array((call.batch, net.n_outputs), net.dtype)
 
