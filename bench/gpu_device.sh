@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 4 on a lent GPU machine (the `device` tool), from the repository root:
-# tests/test_cuda.py on the real GPU, then bench/gpu.py (the speed targets beside PyTorch).
+# tests/test_cuda*.py on the real GPU, then bench/gpu.py (the speed targets beside PyTorch).
 #
 # That machine's image has numba-cuda 0.30.4, PyTorch, pytest and hypothesis, but numpy 2.5,
 # with which numba-cuda 0.30.4 compiles no kernel (np.row_stack is gone). So carry a numpy 2.4.6
@@ -25,7 +25,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi -L
 python3 -c "import numpy, numba, numba_cuda, torch; print('numpy', numpy.__version__, 'numba', \
 numba.__version__, 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__)"
-python3 -m pytest tests/test_cuda.py -q -p no:cacheprovider 2>&1 | tee "$out/test_cuda.log"
+python3 -m pytest tests/test_cuda.py tests/test_cuda_ptx.py tests/test_cuda_bench.py -q -p no:cacheprovider 2>&1 | tee "$out/test_cuda.log"
 tests=${PIPESTATUS[0]}
 python3 bench/gpu.py --json "$out/gpu.json" "$@" 2>&1 | tee "$out/gpu.log"
 bench=${PIPESTATUS[0]}

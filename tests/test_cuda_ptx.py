@@ -1,22 +1,32 @@
-"""Compile every CUDA kernel of fastprop to PTX for a Hopper GPU (compute capability 9.0),
-without a GPU: ``python tests/cuda_ptx.py``. Needs numba-cuda and NVVM (the ``cuda-toolkit``
-wheels with ``nvvm``, ``nvrtc`` and ``cudart``), and the simulator off. Prints one line per
-kernel and dtype, and how many float64 instructions a float32 kernel has (there should be few).
-Exits with 77 where NVVM is missing.
+"""Every CUDA kernel of fastprop compiles to PTX for a Hopper GPU (compute capability 9.0),
+without a GPU: the real numba-cuda compiler, which the simulator of ``test_cuda.py`` never runs.
+
+As a script, ``python tests/test_cuda_ptx.py`` compiles them and prints one line per kernel and
+dtype, with how many float64 instructions the PTX has (few in float32: only the losses'); it
+needs numba-cuda and NVVM (the ``cuda-toolkit`` wheels with ``nvvm``, ``nvrtc`` and
+``cudart``, in the ``test`` extra) and exits with 77 where NVVM is missing. The test runs it in
+a process of its own, with the simulator off.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
 import sys
+from pathlib import Path
 
-from numba import cuda, float32, float64, int32, int64
-from numba import types as nt
+import pytest
 
-from fastprop.cuda import checks, finish, fused, gemm, naive, rows, runtime
+N_KERNELS = 12
 
 
 def signatures(ty):
-    """Each kernel's argument types for floating type ``ty``."""
+    """Each kernel's argument types for the numba floating type ``ty``."""
+    from numba import float64, int32, int64
+    from numba import types as nt
+
+    from fastprop.cuda import checks, finish, fused, gemm, naive, rows
     vec, mat, ivec, layout = ty[::1], ty[:, ::1], int64[::1], int64[:, ::1]
     flags = int32[::1]
     return {
@@ -39,6 +49,11 @@ def signatures(ty):
 
 
 def main() -> int:
+    """Compile every kernel in both dtypes; 77 where NVVM is missing."""
+    from numba import cuda, float32, float64
+
+    from fastprop.cuda import runtime
+
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
 
@@ -54,6 +69,20 @@ def main() -> int:
             f64 = sum(".f64" in line for line in ptx.splitlines())
             print(f"{ty} {kernel.py_func.__qualname__}: {len(ptx)} chars, {f64} f64 lines")
     return 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None,
+                    reason="numba-cuda is not installed")
+def test_kernels_compile_for_hopper():
+    """Every kernel compiles to PTX for compute capability 9.0 (skipped without NVVM)."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    script = Path(__file__)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            env=env, cwd=script.parent)
+    if result.returncode == 77:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(" chars, ") == 2 * N_KERNELS
 
 
 if __name__ == "__main__":
