@@ -18,33 +18,32 @@ from pathlib import Path
 
 import pytest
 
-N_KERNELS = 12
+N_KERNELS = 11
 
 
 def signatures(ty):
     """Each kernel's argument types for the numba floating type ``ty``."""
-    from numba import float64, int32, int64
+    from numba import float64, int64
     from numba import types as nt
 
     from fastprop.cuda import checks, finish, fused, gemm, naive, rows
     vec, mat, ivec, layout = ty[::1], ty[:, ::1], int64[::1], int64[:, ::1]
-    flags = int32[::1]
+    flags = int64[::1]
     return {
-        checks.kernels().check_values: (ivec, int64, vec, vec, vec, nt.boolean, flags),
-        rows.kernels().loss_rows: (layout, int64, vec, mat, ivec, int64, ty, flags),
+        checks.kernels().check_values: (ivec, int64, vec, vec, vec, nt.boolean, int64, flags),
+        rows.kernels().loss_rows: (layout, int64, vec, mat, ivec, int64, ty, int64, flags),
         rows.kernels().output_rows: (layout, vec, int64, mat),
         naive.kernels().forward_layer: (layout, int64, vec, vec, int64, vec, int64),
         naive.kernels().backward_layer: (layout, int64, vec, vec, int64),
-        naive.kernels().weights_layer: (layout, int64, vec, vec, int64, vec, int64, ty, flags,
-                                        vec),
+        naive.kernels().weights_layer: (layout, int64, vec, vec, int64, vec, int64, ty, int64,
+                                        flags, vec),
         gemm.kernels(ty.name).forward: (layout, int64, int64, vec, vec, int64, vec, int64),
         gemm.kernels(ty.name).delta: (layout, int64, vec, vec, int64),
         gemm.kernels(ty.name).weights: (layout, vec, vec, int64, int64, vec),
         fused.kernels(ty.name).forward_backward: (layout, int64, vec, vec, mat, ivec, vec,
-                                                  int64, ty, nt.boolean, flags),
-        finish.kernels(ty.name).sum_splits: (vec, int64, layout, vec, ty, flags, vec),
-        finish.kernels(ty.name).loss_report: (layout, vec, int64, ty, vec, ty, flags,
-                                              float64[::1]),
+                                                  int64, ty, nt.boolean, int64, flags),
+        finish.kernels(ty.name).finish: (vec, int64, layout, vec, ty, vec, int64, ty, int64,
+                                         flags, vec, float64[::1]),
     }
 
 

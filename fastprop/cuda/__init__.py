@@ -13,7 +13,8 @@ Modules, one job each:
   again as CUDA device functions (one source for both targets);
 - :mod:`~fastprop.cuda.rows`: per-sample device functions shared by the naive and fused kernels;
 - :mod:`~fastprop.cuda.checks`, :mod:`~fastprop.cuda.finish`: the input-value check and the last
-  kernels (gradient reduction, loss, the status report read by the host);
+  kernel (gradient reduction, loss, the report read by the host);
+- :mod:`~fastprop.cuda.launch`: what a call hands the kernels, and the launches all forms share;
 - :mod:`~fastprop.cuda.naive`, :mod:`~fastprop.cuda.gemm`, :mod:`~fastprop.cuda.fused`: the
   kernels of the loop form, of the matrix form and of the fused narrow-network path;
 - :mod:`~fastprop.cuda.workspace`: device buffers reused per batch size;

@@ -16,7 +16,6 @@ verdict (and for host results, to copy them back).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from .. import _validate as v
 from ..cpu.common import OUT_OVERLAPS_INPUT
 from . import config, launch, matrix, naive, rows, runtime
 from .checks import FLAG_STATUS
-from .workspace import discard, workspace
+from .workspace import workspace
 
 #: The module that launches each form's kernels.
 FORMS = {"matrix": matrix, "naive": naive}
@@ -85,19 +84,11 @@ def _prepare(net: Any, form: str, params: Any, X: Any, Y: Any | None,
         d_Y, labels, Y_on = ws.no_rows, ws.no_labels, False
     else:
         d_Y, labels, Y_on = _targets(net, Y, batch, ws)
+    ws.calls += 1
     call = launch.Call(ws, net.dtype.name, net.n_layers, net._loss_id, d_params,
                        d_X.reshape(d_X.size), d_Y, labels, batch, net.n_outputs, net._l2,
-                       bool(check_finite))
+                       bool(check_finite), ws.calls)
     return call, params_on or X_on or Y_on
-
-
-def _launch(net: Any, launches: Callable[[], None]) -> None:
-    """Run ``launches()``; if one fails, forget the workspaces (their flags may be stale)."""
-    try:
-        launches()
-    except Exception:
-        discard(net)
-        raise
 
 
 def _loss(net: Any, call: launch.Call) -> float:
@@ -153,7 +144,7 @@ def value_and_grad(net: Any, params: Any, X: Any, Y: Any, *, form: str, out: Any
     else:
         host_out = v.check_out(out, net.dtype, net.n_params)
         grad = runtime.cuda().device_array(net.n_params, net.dtype)
-    _launch(net, lambda: FORMS[form].gradient(call, grad))
+    FORMS[form].gradient(call, grad)
     loss = _loss(net, call)
     if host_out is not None:
         return loss, grad.copy_to_host(host_out)
@@ -174,7 +165,7 @@ def loss(net: Any, params: Any, X: Any, Y: Any, *, form: str,
         The batch loss.
     """
     call, _ = _prepare(net, form, params, X, Y, check_finite)
-    _launch(net, lambda: FORMS[form].loss(call))
+    FORMS[form].loss(call)
     return _loss(net, call)
 
 
@@ -193,15 +184,11 @@ def forward(net: Any, params: Any, X: Any, *, form: str, check_finite: bool = Tr
     call, on_device = _prepare(net, form, params, X, None, check_finite)
     out = runtime.cuda().device_array((call.batch, net.n_outputs), net.dtype)
 
-    def launches() -> None:
-        launch.check(call)
-        FORMS[form].forward_pass(call)
-        rows.kernels().output_rows[launch.blocks(call.batch), config.THREADS_PER_BLOCK](
-            call.ws.layout, call.ws.work, call.batch, out)
-        if check_finite:
-            launch.report(call, with_loss=False)
-
-    _launch(net, launches)
+    launch.check(call)
+    FORMS[form].forward_pass(call)
+    rows.kernels().output_rows[launch.blocks(call.batch), config.THREADS_PER_BLOCK](
+        call.ws.layout, call.ws.work, call.batch, out)
     if check_finite:
+        launch.finish(call)
         _loss(net, call)
     return out if on_device else runtime.to_host(out)

@@ -1,10 +1,12 @@
 """Checks of input values on the GPU, before anything is written to the gradient.
 
-A check failure sets one of :data:`N_FLAGS` integer flags in device memory (several threads may
-write the same 1: a benign race with one outcome). Every kernel that reads labels or writes the
-gradient returns at once when a flag is set, so bad labels are never used as indices and the
-caller's ``out`` is left untouched; :mod:`fastprop.cuda.finish` copies the flags into the report
-that the host reads with the loss, then clears them for the next call. The flags' order is the
+A check failure sets one of :data:`N_FLAGS` integer flags in device memory to the call's number
+(its *epoch*, counted per workspace by the host; several threads may write the same number: a
+benign race with one outcome). A flag counts as set only when it holds the current epoch, so the
+flags never need clearing, and a call that failed half-way leaves nothing behind for the next.
+Every kernel that reads labels or writes the gradient returns at once when a flag is set, so
+bad labels are never used as indices and the caller's ``out`` is left untouched;
+:mod:`fastprop.cuda.finish` reports the flags to the host with the loss. The flags' order is the
 CPU core's status order: labels, ``X``, ``Y``, ``params``.
 """
 
@@ -33,9 +35,10 @@ def kernels() -> SimpleNamespace:
     runtime.bind(globals())
 
     @cuda.jit(device=True, inline="always")
-    def failed(flags):
-        """Whether any check failed."""
-        return (flags[0] | flags[1] | flags[2] | flags[3]) != 0
+    def failed(flags, epoch):
+        """Whether any check of call ``epoch`` failed."""
+        return ((flags[0] == epoch) | (flags[1] == epoch) | (flags[2] == epoch)
+                | (flags[3] == epoch))
 
     @cuda.jit(device=True, inline="always")
     def any_not_finite(values, start, stride):
@@ -45,7 +48,7 @@ def kernels() -> SimpleNamespace:
         return bad
 
     @cuda.jit
-    def check_values(labels, n_classes, X, Y, params, check_finite, flags):
+    def check_values(labels, n_classes, X, Y, params, check_finite, epoch, flags):
         """Set the flag of each check that fails (``X``, ``Y``, ``params`` flat)."""
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
@@ -64,12 +67,12 @@ def kernels() -> SimpleNamespace:
         found_params = cuda.syncthreads_or(1 if bad_params else 0)
         if cuda.threadIdx.x == 0:
             if found_label:
-                flags[0] = 1
+                flags[0] = epoch
             if found_x:
-                flags[1] = 1
+                flags[1] = epoch
             if found_y:
-                flags[2] = 1
+                flags[2] = epoch
             if found_params:
-                flags[3] = 1
+                flags[3] = epoch
 
     return SimpleNamespace(failed=failed, check_values=check_values)

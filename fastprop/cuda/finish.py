@@ -1,9 +1,13 @@
-"""The last kernels of a call: the weight gradient summed over the batch splits, and the loss.
+"""The last kernel of a call: the weight gradient summed over the batch splits, the loss, and
+the report that the host reads.
 
-Both sum in a fixed order (splits in order; the per-sample losses by a fixed tree in one block),
-so the results are the same on every run. The loss kernel also writes the report that the host
-reads, ``[loss, flag_0, ..., flag_3]`` in float64, and clears the flags (see
-:mod:`fastprop.cuda.checks`).
+Every block but the first sums its share of the parameters' splits in order (plus the L2 term
+on the weights) into the gradient, unless a check failed; the first block also sums the
+per-sample losses and the weights' squares, each by a fixed tree, and writes the report,
+``[loss, flag_0, ..., flag_3]`` in float64 (a flag is 1 when its check failed in this call, see
+:mod:`fastprop.cuda.checks`). Every sum is in a fixed order: the results are the same on every
+run. Without splits (the naive form writes the gradient itself; a loss or a forward pass has
+none) the kernel is one block, the report alone.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ REPORT_SIZE = 1 + checks.N_FLAGS
 
 @functools.cache
 def kernels(dtype: str) -> SimpleNamespace:
-    """``sum_splits`` and ``loss_report`` for ``dtype``."""
+    """``finish`` for ``dtype``."""
     runtime.bind(globals())
     ty = numba.from_dtype(np.dtype(dtype))
     threads = config.THREADS_PER_BLOCK
@@ -41,20 +45,6 @@ def kernels(dtype: str) -> SimpleNamespace:
         for layer in range(layout.shape[0]):
             weight |= (p >= layout[layer, W_OFF]) & (p < layout[layer, B_OFF])
         return weight
-
-    @cuda.jit
-    def sum_splits(partials, n_splits, layout, params, l2, flags, grad):
-        """``grad[p] = sum_s partials[s, p]`` (+ ``l2 * params[p]`` on weights)."""
-        n_params = grad.shape[0]
-        if failed(flags):
-            return
-        for p in range(cuda.grid(1), n_params, cuda.gridsize(1)):
-            total = partials[p]
-            for s in range(1, n_splits):
-                total += partials[s * n_params + p]
-            if l2 != 0 and is_weight(layout, p):
-                total += l2 * params[p]
-            grad[p] = total
 
     @cuda.jit(device=True, inline="always")
     def block_sum(values, start, stop, squared, buffer):
@@ -77,22 +67,35 @@ def kernels(dtype: str) -> SimpleNamespace:
         return total
 
     @cuda.jit
-    def loss_report(layout, work, n_rows, scale, params, l2, flags, report):
-        """One block: ``report = [mean loss + l2 penalty, flags...]``; clears the flags."""
-        buffer = cuda.shared.array(threads, ty)
-        start = loss_offset(layout, n_rows)
-        loss = block_sum(work, start, start + n_rows, False, buffer) * scale
-        if l2 != 0:
-            squares = ty(0)
-            for layer in range(layout.shape[0]):
-                squares += block_sum(params, layout[layer, W_OFF], layout[layer, B_OFF], True,
-                                     buffer)
-            loss += squares * l2 * ty(0.5)
-        if cuda.threadIdx.x == 0:
-            report[0] = loss
-            for k in range(checks.N_FLAGS):
-                report[1 + k] = flags[k]
-                flags[k] = 0
+    def finish(partials, n_splits, layout, params, l2, work, n_rows, scale, epoch, flags,
+               grad, report):
+        """Block 0: ``report = [mean loss of n_rows samples + l2 penalty, flags...]``; the
+        other blocks: ``grad[p] = sum_s partials[s, p]`` (+ ``l2 * params[p]`` on weights)."""
+        if cuda.blockIdx.x == 0:
+            buffer = cuda.shared.array(threads, ty)
+            start = loss_offset(layout, n_rows)
+            loss = block_sum(work, start, start + n_rows, False, buffer) * scale
+            if l2 != 0:
+                squares = ty(0)
+                for layer in range(layout.shape[0]):
+                    squares += block_sum(params, layout[layer, W_OFF], layout[layer, B_OFF],
+                                         True, buffer)
+                loss += squares * l2 * ty(0.5)
+            if cuda.threadIdx.x == 0:
+                report[0] = loss
+                for k in range(checks.N_FLAGS):
+                    report[1 + k] = 1 if flags[k] == epoch else 0
+            return
+        n_params = grad.shape[0]
+        if n_splits == 0 or failed(flags, epoch):
+            return
+        first = (cuda.blockIdx.x - 1) * cuda.blockDim.x + cuda.threadIdx.x
+        for p in range(first, n_params, (cuda.gridDim.x - 1) * cuda.blockDim.x):
+            total = partials[p]
+            for s in range(1, n_splits):
+                total += partials[s * n_params + p]
+            if l2 != 0 and is_weight(layout, p):
+                total += l2 * params[p]
+            grad[p] = total
 
-    return SimpleNamespace(sum_splits=sum_splits, loss_report=loss_report)
-
+    return SimpleNamespace(finish=finish)

@@ -9,7 +9,7 @@ as the naive kernels do (:func:`fastprop.cuda.rows.device_functions`' ``dot``), 
 going to the next layer through shared memory. The activations and deltas are also stored in
 the workspace, where one launch of :mod:`fastprop.cuda.gemm`'s ``weights`` product turns them
 into the weight gradients and :mod:`fastprop.cuda.finish` sums them: four launches per gradient
-(with the value check) whatever the depth, where the layer-by-layer matrix form needs ``3M + 2``.
+(with the value check) whatever the depth, where the layer-by-layer matrix form needs ``2M + 3``.
 """
 
 from __future__ import annotations
@@ -81,14 +81,14 @@ def kernels(dtype: str) -> SimpleNamespace:
 
     @cuda.jit
     def forward_backward(layout, loss_id, params, X, Y, labels, work, batch, scale,
-                         with_deltas, flags):
+                         with_deltas, epoch, flags):
         """Activations, per-sample losses and (``with_deltas``) deltas into the workspace."""
         cur = cuda.shared.array(ROWS_SIZE, ty)
         nxt = cuda.shared.array(ROWS_SIZE, ty)
         weights = cuda.shared.array(CAPACITY, ty)
         t = cuda.threadIdx.x
         last = layout.shape[0] - 1
-        bad = failed(flags)
+        bad = failed(flags, epoch)
         for r0 in range(cuda.blockIdx.x * S, batch, cuda.gridDim.x * S):
             n_rows = min(S, batch - r0)
             n0 = layout[0, N_IN]

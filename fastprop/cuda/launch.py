@@ -1,5 +1,5 @@
 """What one call hands to the kernels (:class:`Call`), and the launches every form shares:
-the value check, the per-sample losses, and the last kernels with the report."""
+the value check, the per-sample losses, and the last kernel with the report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from .._layout import A_OFF
-from . import checks, config, finish, rows
+from . import checks, config, rows
+from . import finish as finish_module
 from .workspace import Workspace
 
 
@@ -19,6 +20,7 @@ class Call:
 
     ``X`` is flat (``batch * n_inputs``); ``Y`` is ``(batch, n_outputs)`` or empty, ``labels``
     ``(batch,)`` or empty (one of them holds the targets; both empty in a forward pass).
+    ``epoch`` numbers the call for the check flags (:mod:`fastprop.cuda.checks`).
     """
 
     ws: Workspace
@@ -33,6 +35,7 @@ class Call:
     n_classes: int
     l2: np.floating
     check_finite: bool
+    epoch: int
 
     @property
     def scale(self) -> np.floating:
@@ -61,26 +64,23 @@ def check(call: Call) -> None:
     checks.kernels().check_values[blocks(size),
                                   config.THREADS_PER_BLOCK](
         call.labels, call.n_classes, call.X, call.Y.reshape(call.Y.size), call.params,
-        call.check_finite, call.ws.flags)
+        call.check_finite, call.epoch, call.ws.flags)
 
 
 def loss_rows(call: Call) -> None:
     """Per-sample losses and the output deltas, from the last layer's scores."""
     rows.kernels().loss_rows[blocks(call.batch), config.THREADS_PER_BLOCK](
         call.ws.layout, call.loss_id, call.ws.work, call.Y, call.labels, call.batch,
-        call.scale, call.ws.flags)
+        call.scale, call.epoch, call.ws.flags)
 
 
-def sum_splits(call: Call, grad: Any) -> None:
-    """``grad``: the weight-gradient splits summed (the matrix form)."""
-    finish.kernels(call.dtype).sum_splits[blocks(grad.shape[0]),
-                                          config.THREADS_PER_BLOCK](
-        call.ws.partials, call.ws.splits, call.ws.layout, call.params, call.l2,
-        call.ws.flags, grad)
-
-
-def report(call: Call, with_loss: bool = True) -> None:
-    """The report: the loss (or 0 without it) and the flags, which it clears."""
-    finish.kernels(call.dtype).loss_report[1, config.THREADS_PER_BLOCK](
-        call.ws.layout, call.ws.work, call.batch if with_loss else 0, call.scale, call.params,
-        call.l2 if with_loss else call.l2 * 0, call.ws.flags, call.ws.report)
+def finish(call: Call, grad: Any = None) -> None:
+    """The last kernel: the report, and with ``grad``, the weight-gradient splits summed into it
+    (the matrix form; the naive form writes ``grad`` itself)."""
+    splits = call.ws.splits if grad is not None else 0
+    n_params = call.params.shape[0]
+    finish_kernels = finish_module.kernels(call.dtype)
+    finish_kernels.finish[1 + (blocks(n_params) if splits else 0), config.THREADS_PER_BLOCK](
+        call.ws.partials, splits, call.ws.layout, call.params, call.l2, call.ws.work,
+        call.batch if call.Y.size or call.labels.size else 0, call.scale, call.epoch,
+        call.ws.flags, call.params if grad is None else grad, call.ws.report)

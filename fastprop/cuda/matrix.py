@@ -2,11 +2,11 @@
 
 Networks whose widths are all at most :data:`config.FUSED_MAX_WIDTH` take the fused path
 (:mod:`fastprop.cuda.fused`): the value check, one launch for the forward pass, the losses and
-the deltas, one for every layer's weight gradients, then the split sums and the report, whatever
-the depth. Wider networks go layer by layer through the tiled products of
+the deltas, one for every layer's weight gradients, then one that sums the splits and reports
+the loss, whatever the depth. Wider networks go layer by layer through the tiled products of
 :mod:`fastprop.cuda.gemm`: a forward product per layer (bias and activation fused), the losses,
 a delta product per layer but the first (derivative fused), then the same weight-gradient
-launch, split sums and report. Nothing waits for the GPU until the host reads the report.
+launch and the last kernel. Nothing waits for the GPU until the host reads the report.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _fused(call: launch.Call, with_deltas: bool) -> None:
     fused.kernels(call.dtype).forward_backward[fused.grid(call.batch),
                                                config.FUSED_THREADS](
         call.ws.layout, call.loss_id, call.params, call.X, call.Y, call.labels, call.ws.work,
-        call.batch, call.scale, with_deltas, call.ws.flags)
+        call.batch, call.scale, with_deltas, call.epoch, call.ws.flags)
 
 
 def _is_fused(call: launch.Call) -> bool:
@@ -72,11 +72,10 @@ def gradient(call: launch.Call, grad: Any) -> None:
                                      gemm.threads(call.dtype)](
         call.ws.layout, call.X, call.ws.work, call.batch, call.ws.split_rows,
         call.ws.partials)
-    launch.sum_splits(call, grad)
-    launch.report(call)
+    launch.finish(call, grad)
 
 
 def loss(call: launch.Call) -> None:
     """The loss alone."""
     _losses_and_deltas(call, with_deltas=False)
-    launch.report(call)
+    launch.finish(call)

@@ -67,11 +67,12 @@ def kernels() -> SimpleNamespace:
                 layout[layer - 1, ACT], a)
 
     @cuda.jit
-    def weights_layer(layout, layer, params, a_in, a_in_start, work, batch, l2, flags, grad):
+    def weights_layer(layout, layer, params, a_in, a_in_start, work, batch, l2, epoch, flags,
+                      grad):
         """Layer ``layer``'s weight and bias gradients, each summed over the batch in order."""
         n_in = layout[layer, N_IN]
         n_out = layout[layer, N_OUT]
-        if failed(flags):
+        if failed(flags, epoch):
             return
         for e in range(cuda.grid(1), n_out * (n_in + 1), cuda.gridsize(1)):
             j = e // (n_in + 1)
@@ -114,11 +115,11 @@ def gradient(call: launch.Call, grad: Any) -> None:
         a_in, start = launch.layer_input(call, layer)
         k.weights_layer[launch.blocks(n_out * (n_in + 1)), config.THREADS_PER_BLOCK](
             call.ws.layout, layer, call.params, a_in, start, call.ws.work, call.batch,
-            call.l2, call.ws.flags, grad)
+            call.l2, call.epoch, call.ws.flags, grad)
         if layer > 0:
             k.backward_layer[launch.blocks(call.batch * n_in), config.THREADS_PER_BLOCK](
                 call.ws.layout, layer, call.params, call.ws.work, call.batch)
-    launch.report(call)
+    launch.finish(call)
 
 
 def loss(call: launch.Call) -> None:
@@ -126,4 +127,4 @@ def loss(call: launch.Call) -> None:
     launch.check(call)
     forward_pass(call)
     launch.loss_rows(call)
-    launch.report(call)
+    launch.finish(call)

@@ -78,11 +78,11 @@ def kernels() -> SimpleNamespace:
     output_activation = retarget.output_activation()
 
     @cuda.jit
-    def loss_rows(layout, loss_id, work, Y, labels, batch, scale, flags):
+    def loss_rows(layout, loss_id, work, Y, labels, batch, scale, epoch, flags):
         """Each sample's loss into the workspace, and the output delta (``scale *
         dloss/dz``) into the last layer's deltas. Nothing when a check failed (a label out of
         range must not be read)."""
-        if failed(flags):
+        if failed(flags, epoch):
             return
         last = layout.shape[0] - 1
         n_out = layout[last, N_OUT]

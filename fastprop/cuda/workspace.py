@@ -38,7 +38,9 @@ class Workspace:
     splits, split_rows : int
         How the weight-gradient product cuts the batch.
     flags : device array
-        The check flags (:mod:`fastprop.cuda.checks`), zero between calls.
+        The check flags (:mod:`fastprop.cuda.checks`).
+    calls : int
+        Calls made with this workspace: the current call's epoch for the flags.
     report : device array
         ``[loss, flags...]``, written by the last kernel; ``host_report`` is its host copy.
     no_labels, no_rows : device array
@@ -52,6 +54,7 @@ class Workspace:
     splits: int
     split_rows: int
     flags: Any
+    calls: int
     report: Any
     host_report: np.ndarray
     no_labels: Any
@@ -80,7 +83,7 @@ def _build(layout: np.ndarray, n_params: int, batch: int, dtype: np.dtype,
         work=cu.device_array(batch * (2 * total_width + 1), dtype),
         partials=cu.device_array(max(splits, 1) * n_params if with_partials else 0, dtype),
         splits=splits, split_rows=split_rows,
-        flags=cu.to_device(np.zeros(checks.N_FLAGS, np.int32)),
+        flags=cu.to_device(np.zeros(checks.N_FLAGS, np.int64)), calls=0,
         report=cu.device_array(REPORT_SIZE, np.float64),
         host_report=np.empty(REPORT_SIZE, np.float64),
         no_labels=cu.device_array(0, np.int64),
@@ -100,7 +103,3 @@ def workspace(net: Any, form: str, batch: int) -> Workspace:
         del kept[next(iter(kept))]
     return found
 
-
-def discard(net: Any) -> None:
-    """Forget ``net``'s workspaces (after a launch failed: their flags may be stale)."""
-    _WORKSPACES.pop(net, None)
