@@ -66,6 +66,11 @@ def kernels(dtype: str) -> SimpleNamespace:
     RS = BM // TM  # thread rows
     CS = BN // TN  # thread columns
     NT = RS * CS
+    LA = BM * BK // NT  # elements of each operand's slice that a thread stages
+    LB = BN * BK // NT
+    if LA * NT != BM * BK or LB * NT != BN * BK:
+        raise ValueError(f"GEMM tiles {tiles(dtype)}: {NT} threads must divide BM * BK and "
+                         f"BN * BK")
     shared = rows.device_functions()
     act_offset, delta_offset = shared.act_offset, shared.delta_offset
     activate = retarget.activate()
@@ -78,53 +83,71 @@ def kernels(dtype: str) -> SimpleNamespace:
         return tr, cuda.threadIdx.x - tr * CS
 
     @cuda.jit(device=True, inline="always")
+    def slot(q, rows_, transposed):
+        """``(kk, index)`` of the ``q``-th element that this thread stages of a ``rows_ x BK``
+        slice (``rows_`` along the operand's outer dimension): consecutive threads take
+        consecutive addresses, along the outer dimension when the operand is stored
+        transposed, along ``k`` otherwise."""
+        e = cuda.threadIdx.x + q * NT
+        if transposed:
+            kk = e // rows_
+            return kk, e - kk * rows_
+        index = e // BK
+        return e - index * BK, index
+
+    @cuda.jit(device=True, inline="always")
+    def load(source, start, ld, transposed, count, ones, k0, k_hi, outer0, staged, regs):
+        """This thread's ``staged`` elements of the ``BK``-deep slice at ``k0`` into ``regs``:
+        element ``(outer, k)`` is at ``start + k * ld + outer`` when ``transposed``, else at
+        ``start + outer * ld + k``, for ``outer < count``; with ``ones``, 1 at ``outer ==
+        count``; 0 outside."""
+        for q in range(staged):
+            kk, index = slot(q, staged * NT // BK, transposed)
+            outer = outer0 + index
+            k = k0 + kk
+            value = ty(0)
+            if k < k_hi:
+                if outer < count:
+                    value = (source[start + k * ld + outer] if transposed
+                             else source[start + outer * ld + k])
+                elif ones and outer == count:
+                    value = ty(1)
+            regs[q] = value
+
+    @cuda.jit(device=True, inline="always")
     def tile_product(A, a_start, lda, trans_a, B, b_start, ldb, trans_b, M, n_b, ones,
                      k_lo, k_hi, row0, col0, acc):
         """``acc[i, j] = sum_{k_lo <= k < k_hi} A[r, k] B[k, c]`` for this thread's rows ``r``
         and columns ``c`` of the tile at ``(row0, col0)``. ``A[r, k]`` is stored at
         ``a_start + k * lda + r`` when ``trans_a`` else ``a_start + r * lda + k``; ``B[k, c]``
         at ``b_start + c * ldb + k`` when ``trans_b`` else ``b_start + k * ldb + c``, for
-        ``c < n_b``; with ``ones``, ``B[k, n_b] = 1``."""
+        ``c < n_b``; with ``ones``, ``B[k, n_b] = 1``.
+
+        The next slice's global loads are issued before the current slice's products, into
+        registers, so that their latency hides behind the arithmetic."""
         As = cuda.shared.array((BK, BM), ty)
         Bs = cuda.shared.array((BK, BN), ty)
+        a_regs = cuda.local.array(LA, ty)
+        b_regs = cuda.local.array(LB, ty)
         a_frag = cuda.local.array(TM, ty)
         b_frag = cuda.local.array(TN, ty)
-        t = cuda.threadIdx.x
         tr, tc = owner()
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = 0
+        load(A, a_start, lda, trans_a, M, False, k_lo, k_hi, row0, LA, a_regs)
+        load(B, b_start, ldb, not trans_b, n_b, ones, k_lo, k_hi, col0, LB, b_regs)
         for k0 in range(k_lo, k_hi, BK):
-            for e in range(t, BM * BK, NT):
-                if trans_a:  # consecutive threads: consecutive rows (contiguous here)
-                    kk = e // BM
-                    mm = e - kk * BM
-                else:  # consecutive threads: consecutive k
-                    mm = e // BK
-                    kk = e - mm * BK
-                r = row0 + mm
-                k = k0 + kk
-                value = ty(0)
-                if r < M and k < k_hi:
-                    value = A[a_start + k * lda + r] if trans_a else A[a_start + r * lda + k]
-                As[kk, mm] = value
-            for e in range(t, BN * BK, NT):
-                if trans_b:
-                    nn = e // BK
-                    kk = e - nn * BK
-                else:
-                    kk = e // BN
-                    nn = e - kk * BN
-                c = col0 + nn
-                k = k0 + kk
-                value = ty(0)
-                if k < k_hi:
-                    if c < n_b:
-                        value = B[b_start + c * ldb + k] if trans_b else B[b_start + k * ldb + c]
-                    elif ones and c == n_b:
-                        value = ty(1)
-                Bs[kk, nn] = value
+            for q in range(LA):
+                kk, mm = slot(q, BM, trans_a)
+                As[kk, mm] = a_regs[q]
+            for q in range(LB):
+                kk, nn = slot(q, BN, not trans_b)
+                Bs[kk, nn] = b_regs[q]
             cuda.syncthreads()
+            if k0 + BK < k_hi:
+                load(A, a_start, lda, trans_a, M, False, k0 + BK, k_hi, row0, LA, a_regs)
+                load(B, b_start, ldb, not trans_b, n_b, ones, k0 + BK, k_hi, col0, LB, b_regs)
             for kk in range(BK):
                 for i in range(TM):
                     a_frag[i] = As[kk, tr + i * RS]
