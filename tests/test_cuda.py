@@ -45,7 +45,8 @@ SIMULATOR_SETTINGS = {
     "TARGET_BLOCKS": 16,
     "MIN_SPLIT_ROWS": 4,
     "FUSED_THREADS": 4,
-    "FUSED_ROWS": 2,
+    "FUSED_ROW_BYTES": {"float32": 1040, "float64": 1040},
+    "FUSED_BLOCKING": {"float32": (2, 2), "float64": (3, 2)},
     "FUSED_BLOCKS": 2,
 }
 #: How each tested path is reached: the GPU backend and settings on top of the above.
@@ -125,7 +126,8 @@ def test_weights_from_global_memory_and_split_batch(monkeypatch):
     net = case.net(np.float64)
     params, X, Y = make_problem(net, case.batch, case.targets, seed=6)
     expected = net.value_and_grad(params, X, Y)
-    _apply(monkeypatch, {"FUSED_WEIGHT_BYTES": 64, "MIN_SPLIT_ROWS": 4,
+    _apply(monkeypatch, {"FUSED_WEIGHT_BYTES": {"float32": 64, "float64": 64},
+                         "MIN_SPLIT_ROWS": 4,
                          "TARGET_BLOCKS": 10**6})
     loss, grad = net.value_and_grad(params, X, Y, backend="cuda")
     assert workspace.workspace(net, "matrix", case.batch).splits > 1

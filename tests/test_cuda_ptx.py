@@ -41,7 +41,8 @@ def signatures(ty):
         gemm.kernels(ty.name).delta: (layout, int64, vec, vec, int64),
         gemm.kernels(ty.name).weights: (layout, vec, vec, int64, int64, vec),
         fused.kernels(ty.name).forward_backward: (layout, int64, vec, vec, mat, ivec, vec,
-                                                  int64, ty, nt.boolean, int64, flags),
+                                                  int64, ty, int64, int64, nt.boolean, int64,
+                                                  flags),
         finish.kernels(ty.name).finish: (vec, int64, layout, vec, ty, vec, int64, ty, int64,
                                          flags, vec, float64[::1]),
     }

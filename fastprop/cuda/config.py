@@ -29,11 +29,17 @@ MIN_SPLIT_ROWS = 256
 
 #: The fused path runs when every layer width is at most this (and never above 128).
 FUSED_MAX_WIDTH = 128
-#: Threads per block of the fused kernel, and samples each block holds at once.
+#: Threads per block of the fused kernel.
 FUSED_THREADS = 256
-FUSED_ROWS = 8
-#: Bytes of shared memory for one layer's weights in the fused kernel; larger layers are read
-#: from global memory (through the L1 cache) instead.
-FUSED_WEIGHT_BYTES = 32768
-#: Blocks of the fused kernel: each loops over row tiles (a persistent grid).
+#: Bytes of shared memory per dtype for each of the fused kernel's two sample buffers: a block
+#: holds ``FUSED_ROW_BYTES // (itemsize * widest layer)`` samples at a time.
+FUSED_ROW_BYTES = {"float32": 16384, "float64": 8192}
+#: Bytes of shared memory per dtype for one layer's weights in the fused kernel; larger layers
+#: are read from global memory (through the L1 cache) instead. With the sample buffers, at most
+#: the 48 KiB that a block may declare.
+FUSED_WEIGHT_BYTES = {"float32": 16384, "float64": 32768}
+#: Register blocks of the fused kernel per dtype: each thread computes ``(samples, neurons)``
+#: outputs at a time, reading each weight once for all its samples.
+FUSED_BLOCKING = {"float32": (4, 4), "float64": (2, 2)}
+#: Blocks of the fused kernel: each loops over groups of samples (a persistent grid).
 FUSED_BLOCKS = 264

@@ -35,23 +35,25 @@ def forward_pass(call: launch.Call) -> None:
             call.ws.layout, layer, act, call.params, a_in, start, call.ws.work, call.batch)
 
 
+def _sizes(call: launch.Call) -> tuple[int, ...]:
+    layout = call.ws.layout_host
+    return (int(layout[0, N_IN]), *(int(n) for n in layout[:, N_OUT]))
+
+
 def _fused(call: launch.Call, with_deltas: bool) -> None:
-    fused.kernels(call.dtype).forward_backward[fused.grid(call.batch),
+    sizes = _sizes(call)
+    rows = fused.rows_per_block(sizes, call.dtype)
+    fused.kernels(call.dtype).forward_backward[fused.grid(call.batch, rows),
                                                config.FUSED_THREADS](
         call.ws.layout, call.loss_id, call.params, call.X, call.Y, call.labels, call.ws.work,
-        call.batch, call.scale, with_deltas, call.epoch, call.ws.flags)
-
-
-def _is_fused(call: launch.Call) -> bool:
-    layout = call.ws.layout_host
-    return fused.applies((int(layout[0, N_IN]), *(int(n) for n in layout[:, N_OUT])))
+        call.batch, call.scale, max(sizes), rows, with_deltas, call.epoch, call.ws.flags)
 
 
 def _losses_and_deltas(call: launch.Call, with_deltas: bool) -> None:
     """The value check, the forward pass, the per-sample losses and (``with_deltas``) every
     layer's deltas."""
     launch.check(call)
-    if _is_fused(call):
+    if fused.applies(_sizes(call), call.dtype):
         _fused(call, with_deltas)
         return
     forward_pass(call)
