@@ -42,6 +42,7 @@ SIMULATOR_SETTINGS = {
     "THREADS_PER_BLOCK": 8,
     "MAX_BLOCKS": 2,
     "GEMM_TILES": {"float32": (16, 16, 8, 4, 4), "float64": (16, 16, 8, 4, 4)},
+    "GEMM_NARROW_TILES": {"float32": (8, 8, 8, 4, 4), "float64": (8, 8, 8, 4, 4)},
     "TARGET_BLOCKS": 16,
     "MIN_SPLIT_ROWS": 4,
     "FUSED_THREADS": 4,

@@ -18,34 +18,37 @@ from pathlib import Path
 
 import pytest
 
-N_KERNELS = 11
+N_KERNELS = 12
 
 
 def signatures(ty):
-    """Each kernel's argument types for the numba floating type ``ty``."""
+    """``(kernel, argument types)`` of each kernel for the numba floating type ``ty``."""
     from numba import float64, int64
     from numba import types as nt
 
-    from fastprop.cuda import checks, finish, fused, gemm, naive, rows
+    from fastprop.cuda import checks, config, finish, fused, gemm, naive, rows
     vec, mat, ivec, layout = ty[::1], ty[:, ::1], int64[::1], int64[:, ::1]
+    wide = gemm.kernels(ty.name, gemm.tiles(ty.name))
+    narrow = gemm.kernels(ty.name, config.GEMM_NARROW_TILES[ty.name])
     flags = int64[::1]
-    return {
-        checks.kernels().check_values: (ivec, int64, vec, vec, vec, nt.boolean, int64, flags),
-        rows.kernels().loss_rows: (layout, int64, vec, mat, ivec, int64, ty, int64, flags),
-        rows.kernels().output_rows: (layout, vec, int64, mat),
-        naive.kernels().forward_layer: (layout, int64, vec, vec, int64, vec, int64),
-        naive.kernels().backward_layer: (layout, int64, vec, vec, int64),
-        naive.kernels().weights_layer: (layout, int64, vec, vec, int64, vec, int64, ty, int64,
-                                        flags, vec),
-        gemm.kernels(ty.name).forward: (layout, int64, int64, vec, vec, int64, vec, int64),
-        gemm.kernels(ty.name).delta: (layout, int64, vec, vec, int64),
-        gemm.kernels(ty.name).weights: (layout, vec, vec, int64, int64, vec),
-        fused.kernels(ty.name).forward_backward: (layout, int64, vec, vec, mat, ivec, vec,
-                                                  int64, ty, int64, int64, nt.boolean, int64,
-                                                  flags),
-        finish.kernels(ty.name).finish: (vec, int64, layout, vec, ty, vec, int64, ty, int64,
-                                         flags, vec, float64[::1]),
-    }
+    return [
+        (checks.kernels().check_values, (ivec, int64, vec, vec, vec, nt.boolean, int64, flags)),
+        (rows.kernels().loss_rows, (layout, int64, vec, mat, ivec, int64, ty, int64, flags)),
+        (rows.kernels().output_rows, (layout, vec, int64, mat)),
+        (naive.kernels().forward_layer, (layout, int64, vec, vec, int64, vec, int64)),
+        (naive.kernels().backward_layer, (layout, int64, vec, vec, int64)),
+        (naive.kernels().weights_layer, (layout, int64, vec, vec, int64, vec, int64, ty, int64,
+                                         flags, vec)),
+        (wide.forward, (layout, int64, int64, vec, vec, int64, vec, int64)),
+        (wide.delta, (layout, int64, vec, vec, int64)),
+        (wide.weights, (layout, vec, vec, int64, int64, vec)),
+        (narrow.weights, (layout, vec, vec, int64, int64, vec)),
+        (fused.kernels(ty.name).forward_backward, (layout, int64, vec, vec, mat, ivec, vec,
+                                                   int64, ty, int64, int64, nt.boolean, int64,
+                                                   flags)),
+        (finish.kernels(ty.name).finish, (vec, int64, layout, vec, ty, vec, int64, ty, int64,
+                                          flags, vec, float64[::1])),
+    ]
 
 
 def main() -> int:
@@ -64,7 +67,7 @@ def main() -> int:
         return 77
     runtime._load = lambda: (cuda, None)  # no driver is needed to compile
     for ty in (float32, float64):
-        for kernel, args in signatures(ty).items():
+        for kernel, args in signatures(ty):
             ptx, _ = cuda.compile_ptx(kernel.py_func, args, cc=(9, 0))
             f64 = sum(".f64" in line for line in ptx.splitlines())
             print(f"{ty} {kernel.py_func.__qualname__}: {len(ptx)} chars, {f64} f64 lines")

@@ -20,6 +20,9 @@ MAX_BLOCKS = 65535
 #: of the result in steps of ``BK`` along the inner dimension, each of its
 #: ``(BM / TM) * (BN / TN)`` threads a ``TM x TN`` register block.
 GEMM_TILES = {"float32": (128, 128, 8, 8, 8), "float64": (64, 64, 8, 4, 4)}
+#: The weight-gradient product's tiles when every layer's weight matrix fits in one (a 64-wide
+#: network would fill a quarter of a 128 x 128 tile).
+GEMM_NARROW_TILES = {"float32": (64, 64, 8, 4, 4), "float64": (64, 64, 8, 4, 4)}
 
 #: The weight-gradient products are split along the batch until there are about this many
 #: blocks (deterministically: the split depends only on the sizes), e.g. 2 per SM of an H100.

@@ -19,19 +19,20 @@ from . import config, fused, gemm, launch
 
 
 def _grid(rows: int, cols: int, dtype: str) -> tuple[int, int]:
-    BM, BN, _, _, _ = gemm.tiles(dtype)
+    BM, BN, *_ = gemm.tiles(dtype)
     return -(-cols // BN), -(-rows // BM)
 
 
 def forward_pass(call: launch.Call) -> None:
     """Every layer's activations (the last layer's raw scores), a product per layer."""
-    k = gemm.kernels(call.dtype)
+    shape = gemm.tiles(call.dtype)
+    k = gemm.kernels(call.dtype, shape)
     layout = call.ws.layout_host
     for layer in range(call.n_layers):
         act = int(layout[layer, ACT]) if layer < call.n_layers - 1 else IDENTITY
         a_in, start = launch.layer_input(call, layer)
         k.forward[_grid(call.batch, int(layout[layer, N_OUT]), call.dtype),
-                  gemm.threads(call.dtype)](
+                  gemm.threads(shape)](
             call.ws.layout, layer, act, call.params, a_in, start, call.ws.work, call.batch)
 
 
@@ -59,19 +60,20 @@ def _losses_and_deltas(call: launch.Call, with_deltas: bool) -> None:
     forward_pass(call)
     launch.loss_rows(call)
     if with_deltas:
-        k = gemm.kernels(call.dtype)
+        shape = gemm.tiles(call.dtype)
+        k = gemm.kernels(call.dtype, shape)
         for layer in range(call.n_layers - 1, 0, -1):
             k.delta[_grid(call.batch, int(call.ws.layout_host[layer, N_IN]), call.dtype),
-                    gemm.threads(call.dtype)](
+                    gemm.threads(shape)](
                 call.ws.layout, layer, call.params, call.ws.work, call.batch)
 
 
 def gradient(call: launch.Call, grad: Any) -> None:
     """Loss and gradient (into ``grad``)."""
     _losses_and_deltas(call, with_deltas=True)
-    tiles = max(gemm.weight_tiles(call.ws.layout_host, call.dtype))
-    gemm.kernels(call.dtype).weights[(tiles, call.n_layers, call.ws.splits),
-                                     gemm.threads(call.dtype)](
+    shape, tiles = gemm.weight_tiles(call.ws.layout_host, call.dtype)
+    gemm.kernels(call.dtype, shape).weights[(max(tiles), call.n_layers, call.ws.splits),
+                                            gemm.threads(shape)](
         call.ws.layout, call.X, call.ws.work, call.batch, call.ws.split_rows,
         call.ws.partials)
     launch.finish(call, grad)

@@ -65,8 +65,9 @@ def weight_splits(layout: np.ndarray, batch: int, dtype: str) -> tuple[int, int]
     """``(splits, rows per split)`` of the batch for the weight-gradient product: enough
     blocks to fill the GPU (:data:`config.TARGET_BLOCKS`), at least
     :data:`config.MIN_SPLIT_ROWS` samples each; a function of the sizes only."""
-    BK = gemm.tiles(dtype)[2]
-    tiles = sum(gemm.weight_tiles(layout, dtype))
+    shape, tiles = gemm.weight_tiles(layout, dtype)
+    BK = shape[2]
+    tiles = sum(tiles)
     wanted = max(1, min(-(-config.TARGET_BLOCKS // tiles), batch // config.MIN_SPLIT_ROWS))
     split_rows = -(-batch // wanted)
     split_rows = -(-split_rows // BK) * BK
