@@ -83,4 +83,5 @@ def finish(call: Call, grad: Any = None) -> None:
     finish_kernels.finish[1 + (blocks(n_params) if splits else 0), config.THREADS_PER_BLOCK](
         call.ws.partials, splits, call.ws.layout, call.params, call.l2, call.ws.work,
         call.batch if call.Y.size or call.labels.size else 0, call.scale, call.epoch,
-        call.ws.flags, call.params if grad is None else grad, call.ws.report)
+        call.ws.flags, call.params if grad is None else grad,  # (never written without splits)
+        call.ws.report)
