@@ -174,9 +174,12 @@ def skip_reason(name: str, case: str) -> str | None:
         batch, width, _ = parse_case(case)
         if name == "naive" and batch * width**2 >= NAIVE_MAX_MACS:
             return f"the naive backend takes seconds per call at {case}"
-        return None
+        gpu_reason = getattr(fp.backends, "unavailable_reason", None)  # (GPU backends)
+        return gpu_reason(name) if gpu_reason is not None else None
     if peers is None or name not in peers.PEERS:
         return f"this fastprop has no peer {name!r}"
+    if hasattr(peers, "unavailable_reason"):  # (GPU peers)
+        return peers.unavailable_reason(name)
     module = peers.PEERS[name][1]
     if module is not None and importlib.util.find_spec(module) is None:
         return f"{module} is not installed"
@@ -204,7 +207,8 @@ def contender(name: str, case: str, dtype: str) -> Contender:
 
     Built once per process and argument triple, so that asv re-running a benchmark's ``setup``
     before each sample costs nothing. fastprop's backends write into a preallocated gradient
-    (``out=``); each peer is called as :mod:`fastprop.peers` defines it.
+    (``out=``), the GPU backends with every array on the GPU; each peer is called as
+    :mod:`fastprop.peers` defines it.
 
     Parameters
     ----------
@@ -231,8 +235,13 @@ def contender(name: str, case: str, dtype: str) -> Contender:
         raise NotImplementedError(reason)
     p = problem(case, dtype)
     if name in BACKENDS:
-        call = functools.partial(p.net.value_and_grad, p.params, p.X, p.Y, backend=name,
-                                 out=np.empty_like(p.params))
+        arrays = (p.params, p.X, p.Y, np.empty_like(p.params))
+        if getattr(fp.BACKENDS[name], "device", False):  # a GPU backend: GPU arrays
+            from fastprop.cuda import runtime
+
+            arrays = tuple(runtime.to_device(a) for a in arrays)
+        call = functools.partial(p.net.value_and_grad, *arrays[:3], backend=name,
+                                 out=arrays[3])
     else:
         peer = peers.PEERS[name][0](p.net.sizes, np.dtype(dtype))
         call = functools.partial(peer, p.params, p.X, p.Y)

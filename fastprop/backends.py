@@ -1,16 +1,22 @@
 """Backend names and the compiled entry points behind them: the one place that dispatches.
 
-Every backend provides the same four things (see :mod:`fastprop.cpu.common` for the kernels'
-signature), so adding one is one module and one entry in :data:`BACKENDS`.
+Every CPU backend provides the same four things (see :mod:`fastprop.cpu.common` for the kernels'
+signature), so adding one is one module and one entry in :data:`BACKENDS`. The GPU backends
+(``"cuda"``, ``"cuda-naive"``: :mod:`fastprop.cuda`) take over the whole call instead, arrays on
+the GPU included; they are listed everywhere, and asking for one where CUDA cannot run raises
+:class:`fastprop.cuda.runtime.CudaUnavailableError`, which says what is missing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 
 from .cpu import matrix, naive
+from .cuda import api as cuda_api
+from .cuda import runtime as cuda_runtime
 
 DEFAULT_BACKEND = "matrix"
 
@@ -30,14 +36,19 @@ class Backend:
     uses_threads : bool
         Whether the kernels split work among numba's threads (then the caller passes the current
         thread count; otherwise 1, and skips asking numba, which costs a call).
+    device : bool
+        A GPU backend: ``value_and_grad``, ``loss`` and ``forward`` are those of
+        :mod:`fastprop.cuda.api`, called with the network and the method's own arguments;
+        ``workspace_size`` is None.
     """
 
     name: str
     value_and_grad: Callable
     loss: Callable
     forward: Callable
-    workspace_size: Callable
+    workspace_size: Callable | None
     uses_threads: bool
+    device: bool = False
 
 
 def _from_module(name: str, module: ModuleType, uses_threads: bool) -> Backend:
@@ -45,17 +56,36 @@ def _from_module(name: str, module: ModuleType, uses_threads: bool) -> Backend:
                    module.workspace_size, uses_threads)
 
 
-#: The available backends by name.
+def _gpu(name: str, form: str) -> Backend:
+    return Backend(name, partial(cuda_api.value_and_grad, form=form),
+                   partial(cuda_api.loss, form=form), partial(cuda_api.forward, form=form),
+                   None, uses_threads=False, device=True)
+
+
+#: The backends by name (the GPU ones are listed where CUDA is missing, too).
 BACKENDS: dict[str, Backend] = {
     "matrix": _from_module("matrix", matrix, uses_threads=False),
     "naive": _from_module("naive", naive, uses_threads=True),
+    "cuda": _gpu("cuda", "matrix"),
+    "cuda-naive": _gpu("cuda-naive", "naive"),
 }
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called ``name``; ``ValueError`` listing the choices for an unknown name."""
+    """The backend called ``name``; ``ValueError`` listing the choices for an unknown name,
+    :class:`~fastprop.cuda.runtime.CudaUnavailableError` for a GPU backend where CUDA is
+    missing."""
     try:
-        return BACKENDS[name]
+        chosen = BACKENDS[name]
     except (KeyError, TypeError):
         raise ValueError(
             f"backend must be one of {sorted(BACKENDS)}, got {name!r}") from None
+    if chosen.device:
+        cuda_runtime.cuda()
+    return chosen
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why backend ``name`` cannot be timed here (a GPU backend without a GPU, or on the CUDA
+    simulator), or ``None``."""
+    return cuda_runtime.timing_unavailable_reason() if BACKENDS[name].device else None

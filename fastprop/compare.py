@@ -7,9 +7,11 @@ must match a float64 NumPy backprop to 1e-10 (float64) or 1e-4 (float32), relati
 largest entry, or it is reported as WRONG and not timed. Then all are timed together, in
 interleaved rounds (:mod:`fastprop.timing`), and medians are reported.
 
-Contenders: fastprop's backends (``fastprop.BACKENDS``) and the peers of :mod:`fastprop.peers`
-(a hand-written NumPy backprop, PyTorch eager, ``jax.jit(jax.value_and_grad)``, and ``gemm``: the
-matrix products alone, done back to back by NumPy, the floor of the matrix form).
+Contenders: fastprop's backends (``fastprop.BACKENDS``; the GPU ones only where a GPU is, not on
+numba's CUDA simulator) and the peers of :mod:`fastprop.peers` (a hand-written NumPy backprop,
+PyTorch eager, ``jax.jit(jax.value_and_grad)``, ``gemm``: the matrix products alone, done back to
+back by NumPy, the floor of the matrix form, and on a GPU PyTorch CUDA eager and replaying a CUDA
+graph).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import numba
 import numpy as np
 
 from . import peers, threads
-from .backends import BACKENDS
+from .backends import BACKENDS, unavailable_reason
+from .cuda import runtime as cuda_runtime
 from .network import MLP
 from .timing import Timings, interleaved, time_once
 
@@ -101,9 +104,11 @@ def _calls(case: Case, names: Sequence[str],
     calls: dict[str, Callable[[], object]] = {}
     for name in names:
         if name in BACKENDS:
-            grad = np.empty_like(params)
-            calls[name] = (lambda name=name, grad=grad:
-                           net.value_and_grad(params, X, Y, backend=name, out=grad))
+            arrays = (params, X, Y, np.empty_like(params))
+            if BACKENDS[name].device:  # the GPU backends are timed on GPU arrays
+                arrays = tuple(cuda_runtime.to_device(a) for a in arrays)
+            calls[name] = (lambda name=name, a=arrays:
+                           net.value_and_grad(*a[:3], backend=name, out=a[3]))
         else:
             peer = peers.PEERS[name][0](case.sizes, case.dtype)
             calls[name] = lambda peer=peer: peer(params, X, Y)
@@ -113,6 +118,10 @@ def _calls(case: Case, names: Sequence[str],
 
 def _relative_error(result: object, reference: tuple[float, np.ndarray]) -> float:
     loss, grad = result
+    if hasattr(grad, "copy_to_host"):  # a numba device array
+        grad = grad.copy_to_host()
+    elif hasattr(grad, "cpu"):  # a PyTorch tensor
+        grad = grad.detach().cpu().numpy()
     ref_loss, ref_grad = reference
     grad_error = np.abs(np.asarray(grad, np.float64) - ref_grad).max() / np.abs(ref_grad).max()
     return float(max(grad_error, abs(loss - ref_loss) / abs(ref_loss)))
@@ -249,6 +258,13 @@ def run(cases: Sequence[Case], names: Sequence[str], baseline: str, budget_s: fl
     """The whole command: every case, the table, the machine note, the files asked for."""
     from tqdm import tqdm
 
+    skipped = {name: why for name in names if name in BACKENDS
+               and (why := unavailable_reason(name)) is not None}
+    for name, why in skipped.items():
+        print(f"not available, skipped: {name} ({why})")
+    names = [name for name in names if name not in skipped]
+    if baseline in skipped:
+        baseline = names[0]
     results: list[Result] = []
     with tqdm(cases, desc="compare", unit="case", disable=not progress) as bar:
         for case in bar:

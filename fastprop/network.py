@@ -259,7 +259,9 @@ class MLP:
             also accepted when ``n_outputs == 1``), or integer class labels of shape ``(batch,)``
             for ``cross_entropy`` and ``hinge``.
         backend : str, default "matrix"
-            ``"matrix"`` (BLAS products over the batch) or ``"naive"`` (per-element loops).
+            ``"matrix"`` (BLAS products over the batch) or ``"naive"`` (per-element loops);
+            on a GPU ``"cuda"`` or ``"cuda-naive"``, which also take GPU arrays (see
+            :mod:`fastprop.cuda.api`).
         out : numpy.ndarray, optional
             Where to write the gradient (shape ``(n_params,)``); a new array when omitted.
         check_finite : bool, default True
@@ -279,6 +281,8 @@ class MLP:
             written to ``out`` then.
         """
         chosen = get_backend(backend)
+        if chosen.device:  # GPU backends take the whole call (fastprop.cuda)
+            return chosen.value_and_grad(self, params, X, Y, out=out, check_finite=check_finite)
         Y_rows, labels = self._kernel_inputs(params, X, Y)
         if out is None:
             out = np.empty(self.n_params, dtype=self.dtype)
@@ -297,6 +301,8 @@ class MLP:
              backend: str = DEFAULT_BACKEND, check_finite: bool = True) -> float:
         """The batch loss alone (a forward pass); arguments as in :meth:`value_and_grad`."""
         chosen = get_backend(backend)
+        if chosen.device:  # GPU backends take the whole call (fastprop.cuda)
+            return chosen.loss(self, params, X, Y, check_finite=check_finite)
         Y_rows, labels = self._kernel_inputs(params, X, Y)
         status, loss = chosen.loss(self._layout, self._loss_id, params, X, Y_rows, labels,
                                    self._l2, check_finite, *self._workspace(chosen, X.shape[0]))
@@ -307,6 +313,8 @@ class MLP:
                 check_finite: bool = True) -> np.ndarray:
         """Network outputs after the output activation, shape ``(batch, n_outputs)``."""
         chosen = get_backend(backend)
+        if chosen.device:  # GPU backends take the whole call (fastprop.cuda)
+            return chosen.forward(self, params, X, check_finite=check_finite)
         self._inputs(params, X)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         status = chosen.forward(self._layout, params, X, check_finite, out,

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 __all__ = [
+    "GPU_PEERS",
     "PEERS",
     "Layer",
     "Peer",
@@ -36,7 +37,10 @@ __all__ = [
     "make_jax",
     "make_numpy",
     "make_torch",
+    "make_torch_cuda",
+    "make_torch_cuda_graph",
     "n_params",
+    "unavailable_reason",
     "unpack",
 ]
 
@@ -170,6 +174,19 @@ def make_numpy(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
     return value_and_grad
 
 
+def _torch_loss(layers: Sequence[Layer], p: Any, X: Any, Y: Any) -> Any:
+    """The batch loss as a PyTorch tensor, from the flat parameter tensor ``p``."""
+    import torch
+
+    a = X
+    for i, L in enumerate(layers):
+        W = p[L.w : L.w + L.n_out * L.n_in].view(L.n_out, L.n_in)
+        a = torch.addmm(p[L.b : L.b + L.n_out], a, W.t())
+        if i < len(layers) - 1:
+            a = torch.tanh(a)
+    return 0.5 * (a - Y).square().sum() / X.shape[0]
+
+
 def make_torch(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
     """PyTorch eager autograd on ``torch.from_numpy`` views of the flat parameters.
 
@@ -188,17 +205,10 @@ def make_torch(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
     import torch
 
     layers = layout(sizes)
-    last = len(layers) - 1
 
     def value_and_grad(params: NDArray, X: NDArray, Y: NDArray) -> tuple[float, NDArray]:
         p = torch.from_numpy(params).requires_grad_(True)
-        a = torch.from_numpy(X)
-        for i, L in enumerate(layers):
-            W = p[L.w : L.w + L.n_out * L.n_in].view(L.n_out, L.n_in)
-            a = torch.addmm(p[L.b : L.b + L.n_out], a, W.t())
-            if i < last:
-                a = torch.tanh(a)
-        loss = 0.5 * (a - torch.from_numpy(Y)).square().sum() / X.shape[0]
+        loss = _torch_loss(layers, p, torch.from_numpy(X), torch.from_numpy(Y))
         loss.backward()
         return loss.item(), p.grad.numpy()
 
@@ -301,13 +311,99 @@ def make_gemm(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
     return gemms
 
 
+def _torch_cuda_step(sizes: Sequence[int], dtype: DTypeLike) -> tuple[Callable, Callable]:
+    """``(load, step)`` for the PyTorch CUDA peers: ``load(params, X, Y)`` copies a problem to
+    the GPU once (the same arrays again cost nothing), ``step()`` computes the loss and the
+    gradient there, into fixed tensors, and returns them. TF32 is off: float32 stays float32."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    layers = layout(sizes)
+    state: dict[str, Any] = {"key": None}
+
+    def load(params: NDArray, X: NDArray, Y: NDArray) -> None:
+        key = (id(params), id(X), id(Y))
+        if state["key"] != key:
+            state["key"] = key
+            state["p"] = torch.from_numpy(params).cuda().requires_grad_(True)
+            state["X"], state["Y"] = torch.from_numpy(X).cuda(), torch.from_numpy(Y).cuda()
+
+    def step() -> tuple[Any, Any]:
+        p = state["p"]
+        p.grad = None
+        loss = _torch_loss(layers, p, state["X"], state["Y"])
+        loss.backward()
+        return loss, p.grad
+
+    return load, step
+
+
+def make_torch_cuda(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
+    """PyTorch eager autograd on the GPU, the problem copied there once (TF32 off).
+
+    Returns
+    -------
+    callable
+        ``f(params, X, Y) -> (loss, grad)``: ``grad`` a CUDA tensor; waits for the GPU (it reads
+        the loss).
+    """
+    load, step = _torch_cuda_step(sizes, dtype)
+
+    def value_and_grad(params: NDArray, X: NDArray, Y: NDArray) -> tuple[float, Any]:
+        load(params, X, Y)
+        loss, grad = step()
+        return loss.item(), grad
+
+    return value_and_grad
+
+
+def make_torch_cuda_graph(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
+    """PyTorch on the GPU replaying a CUDA graph of one whole gradient step (TF32 off): the
+    launch cost of eager mode gone, the floor of what PyTorch can do per call.
+
+    Returns
+    -------
+    callable
+        ``f(params, X, Y) -> (loss, grad)``: ``grad`` a CUDA tensor; waits for the GPU.
+    """
+    import torch
+
+    load, step = _torch_cuda_step(sizes, dtype)
+    state: dict[str, Any] = {"key": None}
+
+    def value_and_grad(params: NDArray, X: NDArray, Y: NDArray) -> tuple[float, Any]:
+        load(params, X, Y)
+        key = (id(params), id(X), id(Y))
+        if state["key"] != key:  # capture, after warm-up steps on a side stream
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    step()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                state["out"] = step()
+            state["key"], state["graph"] = key, graph
+        state["graph"].replay()
+        loss, grad = state["out"]
+        return loss.item(), grad
+
+    return value_and_grad
+
+
 #: Peer name -> (factory, module it needs, or None).
 PEERS: dict[str, tuple[Callable[..., Peer], str | None]] = {
     "numpy": (make_numpy, None),
     "torch": (make_torch, "torch"),
     "jax": (make_jax, "jax"),
     "gemm": (make_gemm, None),
+    "torch-cuda": (make_torch_cuda, "torch"),
+    "torch-cuda-graph": (make_torch_cuda_graph, "torch"),
 }
+#: The peers that also need a CUDA GPU that PyTorch can use.
+GPU_PEERS = ("torch-cuda", "torch-cuda-graph")
 
 
 @functools.cache
@@ -321,6 +417,24 @@ def _importable(module: str | None) -> bool:
     return True
 
 
+@functools.cache
+def _torch_sees_a_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why peer ``name`` cannot run here (its library is missing, or it needs a GPU), or
+    ``None``."""
+    module = PEERS[name][1]
+    if not _importable(module):
+        return f"{module} is not installed"
+    if name in GPU_PEERS and not _torch_sees_a_gpu():
+        return "PyTorch sees no CUDA GPU"
+    return None
+
+
 def available_peers() -> list[str]:
-    """Names of the peers whose libraries import, in :data:`PEERS` order."""
-    return [name for name, (_, module) in PEERS.items() if _importable(module)]
+    """Names of the peers that can run here, in :data:`PEERS` order."""
+    return [name for name in PEERS if unavailable_reason(name) is None]
