@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _validate as v
 from ._jit import jit
-from .backends import DEFAULT_BACKEND, get_backend
+from .backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from .cpu.common import OK, check_values
 from .network import MLP
 from .optimizers import Optimizer, get_optimizer, step
@@ -336,6 +336,10 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a fastprop.MLP, got {type(net).__name__}")
+    known = BACKENDS.get(backend) if isinstance(backend, str) else None
+    if known is not None and known.device:  # before get_backend, which asks for CUDA
+        raise ValueError(f"train runs on the CPU backends, not on {backend!r}: its epochs are "
+                         f"compiled CPU code")
     chosen = get_backend(backend)
     if not isinstance(chosen.value_and_grad, CPUDispatcher):
         raise ValueError(f"train runs on the backends whose gradient is compiled for the CPU "

@@ -119,7 +119,8 @@ def test_early_stopping_and_batch_clipping():
     ({"early_stopping": True, "validation_fraction": 1.0}, ValueError,
      "validation_fraction must lie in"),
     ({"dtype": "float16"}, ValueError, "dtype must be float32 or float64"),
-    ({"backend": "cuda"}, ValueError, "backend must be one of"),
+    ({"backend": "cuda"}, ValueError, "train runs on the CPU backends"),
+    ({"backend": "tpu"}, ValueError, "backend must be one of"),
 ])
 def test_bad_parameters_raise_in_fit(params, error, match):
     X, y = digits()
