@@ -3,18 +3,16 @@
 For a batch ``A_0 = X`` of shape ``(batch, n_0)``::
 
     forward    A_l = f_l(A_{l-1} W_l^T + b_l)                         one GEMM, one fused pass
-    output     D_L = (1 / batch) dloss/dZ_L, per-sample losses,       one fused pass
-               db_L = column sums of D_L
-    backward   dW_l = D_l^T A_{l-1}                                   one GEMM
-               D_{l-1} = (D_l W_l) * f'_{l-1}(A_{l-1}),               one GEMM, one fused pass
-               db_{l-1} = column sums of D_{l-1}
+    output     D_L = (1 / batch) dloss/dZ_L, per-sample losses        one fused pass
+    backward   dW_l = D_l^T A_{l-1},  db_l = column sums of D_l       one GEMM, one pass
+               D_{l-1} = (D_l W_l) * f'_{l-1}(A_{l-1})                one GEMM, one fused pass
 
 The products go to BLAS through ``np.dot`` on contiguous operands (``W^T`` and ``D^T`` are
 Fortran-ordered views, which BLAS takes as they are), writing straight into the gradient vector's
-views and the workspace. Each element-wise step is one compiled pass: bias plus activation;
-loss, output delta and bias gradient; activation derivative and bias gradient. Only activations
-are kept: each derivative is computed from the activation (see :mod:`fastprop.activations`), and
-``D_l`` overwrites ``A_l`` once ``A_l`` has been used.
+views and the workspace. Each element-wise step is one compiled pass: bias plus activation,
+loss plus output delta, activation derivative. Only activations are kept: each derivative is
+computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` overwrites ``A_l`` once
+``A_l`` has been used.
 
 Workspace (one flat array of the network's dtype, see :func:`workspace_size`): every layer's
 activations for the batch, one scratch block for ``D_l W_l``, and the per-sample losses.
@@ -126,26 +124,27 @@ def _bias_activation(A, b, act):
 
 
 @jit
-def _times_derivative(G, A, act, sums):
-    """``A <- G * f'(A)``: the delta of a hidden layer from its activations ``A``; ``sums`` its
-    column sums (the bias gradient), added up in row order in the same pass."""
-    sums[:] = 0
+def _times_derivative(G, A, act):
+    """``A <- G * f'(A)``: the delta of a hidden layer from its activations ``A``."""
     for i in range(A.shape[0]):
         for j in range(A.shape[1]):
             A[i, j] = G[i, j] * derivative(act, A[i, j])
-            sums[j] += A[i, j]
 
 
 @jit
-def _output_deltas(loss_id, out_id, Z, Y, labels, scale, row_losses, sums):
-    """Per-sample losses into ``row_losses``; ``Z`` (the scores) becomes ``scale * dloss/dZ``,
-    and ``sums`` its column sums (the bias gradient) unless ``sums`` is empty."""
-    sums[:] = 0
+def _output_deltas(loss_id, out_id, Z, Y, labels, scale, row_losses):
+    """Per-sample losses into ``row_losses``; ``Z`` (the scores) becomes ``scale * dloss/dZ``."""
     for i in range(Z.shape[0]):
         row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
-        if sums.shape[0] > 0:
-            for j in range(Z.shape[1]):
-                sums[j] += Z[i, j]
+
+
+@jit
+def _column_sums(D, out):
+    """``out[j] = sum_i D[i, j]``, summed in row order."""
+    out[:] = 0
+    for i in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            out[j] += D[i, j]
 
 
 @jit
@@ -164,16 +163,14 @@ def _forward_scores(layout, params, X, work):
 
 
 @jit
-def _mean_loss(layout, loss_id, X, Y, labels, work, bias_grad):
-    """After the forward pass: the mean loss; the scores become the output deltas, and
-    ``bias_grad`` (unless empty) their column sums."""
+def _mean_loss(layout, loss_id, X, Y, labels, work):
+    """Forward pass, then the mean loss; the scores become the output deltas."""
     batch = X.shape[0]
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, batch)
     row_losses = borrowed(work)[work.shape[0] - batch:]
     scale = work.dtype.type(1) / batch
-    _output_deltas(loss_id, activation_id(layout, last), Z, Y, labels, scale, row_losses,
-                   bias_grad)
+    _output_deltas(loss_id, activation_id(layout, last), Z, Y, labels, scale, row_losses)
     return row_losses.sum() * scale
 
 
@@ -185,23 +182,23 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     if status != OK:
         return status, l2 * 0
     batch = X.shape[0]
-    last = layout.shape[0] - 1
     _forward_scores(layout, params, X, work)
-    loss = _mean_loss(layout, loss_id, X, Y, labels, work, weights(grad, layout, last)[1])
+    loss = _mean_loss(layout, loss_id, X, Y, labels, work)
     scratch = borrowed(work)[batch * total_width(layout):]
-    for layer in range(last, -1, -1):
+    for layer in range(layout.shape[0] - 1, -1, -1):
         D = activations(work, layout, layer, batch)
         W, _ = weights(params, layout, layer)
-        dW, _ = weights(grad, layout, layer)
+        dW, db = weights(grad, layout, layer)
         if layer == 0:
             _transpose_times(D, X, dW)
         else:
             A_in = activations(work, layout, layer - 1, batch)
             _transpose_times(D, A_in, dW)
+        _column_sums(D, db)
+        if layer > 0:
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
             _times(D, W, G)
-            _times_derivative(G, A_in, activation_id(layout, layer - 1),
-                              weights(grad, layout, layer - 1)[1])
+            _times_derivative(G, A_in, activation_id(layout, layer - 1))
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
 
@@ -213,9 +210,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     if status != OK:
         return status, l2 * 0
     _forward_scores(layout, params, X, work)
-    no_bias_grad = work[:0]
-    return OK, (_mean_loss(layout, loss_id, X, Y, labels, work, no_bias_grad)
-                + l2_penalty(layout, params, l2))
+    return OK, _mean_loss(layout, loss_id, X, Y, labels, work) + l2_penalty(layout, params, l2)
 
 
 @jit
