@@ -180,9 +180,9 @@ def _compare(args: argparse.Namespace) -> int:
         shapes = QUICK_CASES if args.quick else DEFAULT_CASES
     cases = [Case(*shape, dtype) for dtype in args.dtype for shape in shapes]
     installed = peers.available_peers()
-    missing = [name for name in args.peers or [] if name not in installed]
-    if missing:
-        print(f"not installed, skipped: {', '.join(missing)}")
+    for name in args.peers or []:
+        if name not in installed:
+            print(f"not available, skipped: {name} ({peers.unavailable_reason(name)})")
     names = [*args.backends, *[name for name in args.peers or installed if name in installed]]
     baseline = args.baseline if args.baseline in names else names[0]
     seconds = 1.0 if args.quick else args.seconds
