@@ -13,6 +13,7 @@ from ._layout import build_layout
 from .activations import ACTIVATIONS
 from .backends import DEFAULT_BACKEND, Backend, get_backend
 from .cpu.common import thread_count
+from .cuda import runtime as cuda_runtime
 from .losses import LOSSES, OUTPUTS, TARGET_KINDS
 
 _CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy", "hinge")
@@ -329,9 +330,12 @@ class MLP:
         With ``cross_entropy`` and ``hinge``: the index of the largest output, shape
         ``(batch,)``. With ``binary_cross_entropy``: ``p >= 0.5`` as 0/1 integers, shape
         ``(batch,)`` for one output, ``(batch, n_outputs)`` (multi-label) otherwise. With
-        ``squared``: the outputs, as :meth:`forward`.
+        ``squared``: the outputs, as :meth:`forward`. Always a NumPy array: outputs of a GPU
+        backend on GPU arrays are copied to the host first.
         """
         outputs = self.forward(params, X, backend=backend)
+        if not isinstance(outputs, np.ndarray):
+            outputs = cuda_runtime.to_host(outputs)
         if self.loss_name == "binary_cross_entropy":
             labels = (outputs >= 0.5).astype(np.int64)
             return labels[:, 0] if self.n_outputs == 1 else labels

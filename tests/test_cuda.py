@@ -117,6 +117,8 @@ def test_loss_and_forward_match_cpu(case, path):
     assert isinstance(outputs, np.ndarray)
     assert rel_diff(outputs, net.forward(params, X)) <= 1e-12
     assert (net.predict(params, X, backend=backend) == net.predict(params, X)).all()
+    on_device = net.predict(*_device(params, X), backend=backend)
+    assert isinstance(on_device, np.ndarray) and (on_device == net.predict(params, X)).all()
 
 
 @needs_cuda
