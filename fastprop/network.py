@@ -237,7 +237,7 @@ class MLP:
                     and Y.flags.c_contiguous):
                 y_dtype = Y.dtype
                 if y_dtype is dtype:
-                    if self._takes_rows and Y.shape == (x_shape[0], self._no_rows.shape[1]):
+                    if self._takes_rows and Y.shape == (x_shape[0], self.sizes[-1]):
                         return Y, v.NO_LABELS
                 elif y_dtype is _INT64 and self._takes_labels and Y.shape == x_shape[:1]:
                     return self._no_rows, Y

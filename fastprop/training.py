@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba.core.registry import CPUDispatcher
 from tqdm.auto import tqdm
 
 from . import _validate as v
@@ -341,9 +340,6 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
         raise ValueError(f"train runs on the CPU backends, not on {backend!r}: its epochs are "
                          f"compiled CPU code")
     chosen = get_backend(backend)
-    if not isinstance(chosen.value_and_grad, CPUDispatcher):
-        raise ValueError(f"train runs on the backends whose gradient is compiled for the CPU "
-                         f"(callable from compiled code), not on {backend!r}")
     v.check_array("params", params, net.dtype, net.n_params)
     if not params.flags.writeable:
         raise ValueError("params is read-only: train updates it in place")
