@@ -87,7 +87,7 @@ def output_activation(out_id, z, p):
             p[k] = z[k]
 
 
-@jit
+@jit(inline="always")
 def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
     """Loss of sample ``i`` and ``scale * dloss/dz`` written into ``delta``.
 
@@ -100,23 +100,32 @@ def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
     t = type(scale)
     loss = t(0)
     if loss_id == CROSS_ENTROPY:
+        # One exp per score: delta first holds exp(z - m); what the loss needs of z is read
+        # before (delta may be z).
         m = _max(z)
-        s = _sum_exp(z, m)
-        log_s = math.log(s)
         if use_labels:
             y = labels[i]
-            loss = (m - z[y]) + log_s
-            for k in range(n):
-                p = math.exp(z[k] - m) / s
-                delta[k] = (p - (t(1) if k == y else t(0))) * scale
+            loss = m - z[y]
+            y_sum = t(1)
         else:
             y_sum = t(0)
             for k in range(n):
-                y_sum += Y[i, k]
-            for k in range(n):
                 yk = Y[i, k]
-                loss += yk * ((m - z[k]) + log_s)
-                delta[k] = (math.exp(z[k] - m) / s * y_sum - yk) * scale
+                y_sum += yk
+                loss += yk * (m - z[k])
+        s = t(0)
+        for k in range(n):
+            e = math.exp(z[k] - m)
+            delta[k] = e
+            s += e
+        loss += y_sum * math.log(s)
+        if use_labels:
+            for k in range(n):
+                delta[k] = delta[k] / s * scale
+            delta[labels[i]] -= scale
+        else:
+            for k in range(n):
+                delta[k] = (delta[k] / s * y_sum - Y[i, k]) * scale
     elif loss_id == BINARY_CROSS_ENTROPY:
         for k in range(n):
             zk = z[k]
@@ -141,7 +150,7 @@ def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
     return loss
 
 
-@jit
+@jit(inline="always")
 def _squared_loss_and_delta(out_id, z, Y, i, scale, delta):
     """``1/2 ||p - y||^2`` for ``p`` the output activation of ``z``, and its scaled delta."""
     n = z.shape[0]

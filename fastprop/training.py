@@ -23,6 +23,7 @@ from . import _validate as v
 from ._jit import jit
 from .backends import BACKENDS, DEFAULT_BACKEND, get_backend
 from .cpu.common import OK, check_values
+from .cpu.views import borrowed
 from .network import MLP
 from .optimizers import Optimizer, get_optimizer, step
 
@@ -49,6 +50,10 @@ def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, order, kin
     there), the mean over samples of their minibatch's loss (each taken before its update), and
     the updated count of optimizer steps.
     """
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, order, hyper = borrowed(labels), borrowed(order), borrowed(hyper)
+    state, grad, work = borrowed(state), borrowed(grad), borrowed(work)
+    X_batch, Y_batch, label_batch = borrowed(X_batch), borrowed(Y_batch), borrowed(label_batch)
     n = order.shape[0]
     batch_size = X_batch.shape[0]
     total = 0.0

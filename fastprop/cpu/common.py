@@ -129,6 +129,14 @@ def activation_id(layout, layer):
     return layout[layer, ACT]
 
 
+@jit(inline="always")
+def layer_weights(flat, layout, layer):
+    """Layer ``layer``'s weights in ``flat`` as one borrowed 1-D slice (loops over it start at 0,
+    so numba's negative-index wraparound is provably dead and they vectorise; a loop from
+    ``layout[layer, W_OFF]`` did not, at 0.3 ns per element)."""
+    return borrowed(flat)[layout[layer, W_OFF]:layout[layer, B_OFF]]
+
+
 @jit(fastmath={"reassoc"})
 def l2_penalty(layout, params, l2):
     """``l2 / 2 * sum ||W||^2`` over every layer's weights (not the biases); ``reassoc`` lets the
@@ -137,8 +145,9 @@ def l2_penalty(layout, params, l2):
     squares = l2 * 0
     if l2 != 0:
         for layer in range(layout.shape[0]):
-            for k in range(layout[layer, W_OFF], layout[layer, B_OFF]):
-                squares += params[k] * params[k]
+            W = layer_weights(params, layout, layer)
+            for k in range(W.shape[0]):
+                squares += W[k] * W[k]
     return squares * l2 * type(l2)(0.5)
 
 
@@ -147,8 +156,10 @@ def add_l2(layout, params, l2, grad):
     """Add ``l2 * W``, the gradient of :func:`l2_penalty`, to every weight gradient."""
     if l2 != 0:
         for layer in range(layout.shape[0]):
-            for k in range(layout[layer, W_OFF], layout[layer, B_OFF]):
-                grad[k] += l2 * params[k]
+            W = layer_weights(params, layout, layer)
+            dW = layer_weights(grad, layout, layer)
+            for k in range(W.shape[0]):
+                dW[k] += l2 * W[k]
 
 
 @jit

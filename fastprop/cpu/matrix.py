@@ -168,7 +168,7 @@ def _mean_loss(layout, loss_id, X, Y, labels, work):
     batch = X.shape[0]
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, batch)
-    row_losses = borrowed(work)[work.shape[0] - batch:]
+    row_losses = work[work.shape[0] - batch:]
     scale = work.dtype.type(1) / batch
     _output_deltas(loss_id, activation_id(layout, last), Z, Y, labels, scale, row_losses)
     return row_losses.sum() * scale
@@ -178,13 +178,15 @@ def _mean_loss(layout, loss_id, X, Y, labels, work):
 def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
                    n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, grad, work = borrowed(labels), borrowed(grad), borrowed(work)
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
     batch = X.shape[0]
     _forward_scores(layout, params, X, work)
     loss = _mean_loss(layout, loss_id, X, Y, labels, work)
-    scratch = borrowed(work)[batch * total_width(layout):]
+    scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
         D = activations(work, layout, layer, batch)
         W, _ = weights(params, layout, layer)
@@ -206,6 +208,8 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
 @jit
 def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, work = borrowed(labels), borrowed(work)
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
@@ -216,6 +220,8 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
 @jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
+    layout, params, X = borrowed(layout), borrowed(params), borrowed(X)
+    out, work = borrowed(out), borrowed(work)
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status

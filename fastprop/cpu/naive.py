@@ -45,6 +45,7 @@ from .common import (
     total_width,
     weights,
 )
+from .views import borrowed
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
@@ -184,6 +185,8 @@ def _sum_accumulators(work, n_chunks, size, grad):
 def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
                    n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, grad, work = borrowed(labels), borrowed(grad), borrowed(work)
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
@@ -198,6 +201,8 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
 @jit
 def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, work = borrowed(labels), borrowed(work)
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
@@ -210,6 +215,8 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
 @jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
+    layout, params, X = borrowed(layout), borrowed(params), borrowed(X)
+    out, work = borrowed(out), borrowed(work)
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
