@@ -31,7 +31,8 @@ import math
 
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from ._jit import jit
 
@@ -69,6 +70,24 @@ _LN2_HIGH = 6.93145751953125e-1
 _LN2_LOW = 1.42860682030941723212e-6
 
 
+@intrinsic
+def _power_of_two(typingctx, n):
+    """``2.0 ** n`` for a float ``n`` holding an integer in the normal exponent range, built from
+    its exponent bits: three SIMD operations (to integer, shift, reinterpret), where
+    ``float(1 << int(n))`` went through 64-bit integers and back, two halves per vector."""
+    if not isinstance(n, types.Float):
+        return None
+    bits = n.bitwidth
+    mantissa, bias = (23, 127) if bits == 32 else (52, 1023)
+
+    def codegen(context, builder, signature, args):
+        integer = cgutils.ir.IntType(bits)
+        exponent = builder.add(builder.fptosi(args[0], integer), integer(bias))
+        return builder.bitcast(builder.shl(exponent, integer(mantissa)), args[0].type)
+
+    return n(n), codegen
+
+
 @jit(inline="always")
 def _tanh64(x):
     z = abs(x)
@@ -76,14 +95,14 @@ def _tanh64(x):
     p = (_TANH_P[0] * s + _TANH_P[1]) * s + _TANH_P[2]
     q = ((s + _TANH_Q[0]) * s + _TANH_Q[1]) * s + _TANH_Q[2]
     small = z + z * s * (p / q)
-    # tanh(20) rounds to 1; capping there keeps 2^n exact in an int64 (n <= 58).
+    # tanh(20) rounds to 1; capping there keeps 2^n a normal number (n <= 58).
     y = 2.0 * (z if z < 20.0 else 20.0)
     n = np.floor(_LOG2E * y + 0.5)
     r = (y - n * _LN2_HIGH) - n * _LN2_LOW
     rr = r * r
     pr = r * ((_EXP_P[0] * rr + _EXP_P[1]) * rr + _EXP_P[2])
     qr = ((_EXP_Q[0] * rr + _EXP_Q[1]) * rr + _EXP_Q[2]) * rr + _EXP_Q[3]
-    exp_y = (1.0 + 2.0 * pr / (qr - pr)) * float(1 << int(n))
+    exp_y = (1.0 + 2.0 * pr / (qr - pr)) * _power_of_two(n)
     large = 1.0 - 2.0 / (exp_y + 1.0)
     # (NaN fails every comparison, so it takes the `small` branch, which propagates it.)
     return math.copysign(large if z >= 0.625 else small, x)
@@ -105,13 +124,13 @@ def _tanh32(x):
     s = z * z
     p = _TANHF_P
     small = (((((p[0] * s + p[1]) * s + p[2]) * s + p[3]) * s + p[4]) * s) * z + z
-    # tanh(10) rounds to 1 in float32; capping there keeps 2^n exact (n <= 29).
+    # tanh(10) rounds to 1 in float32; capping there keeps 2^n a normal number (n <= 29).
     y = _TWO_F * (z if z < _CAP_F else _CAP_F)
     n = np.floor(_LOG2E_F * y + _HALF_F)
     r = (y - n * _LN2_HIGH_F) - n * _LN2_LOW_F
     e = _EXPF_P
     poly = (((((e[0] * r + e[1]) * r + e[2]) * r + e[3]) * r + e[4]) * r + e[5])
-    exp_y = (poly * (r * r) + r + _ONE_F) * _F32(1 << int(n))
+    exp_y = (poly * (r * r) + r + _ONE_F) * _power_of_two(n)
     large = _ONE_F - _TWO_F / (exp_y + _ONE_F)
     return math.copysign(large if z >= _SPLIT_F else small, x)
 

@@ -95,58 +95,100 @@ def loss_and_delta(loss_id, out_id, z, Y, labels, i, scale, delta):
     ``delta[k]`` is written). The target is ``labels[i]`` when ``labels`` is not empty, else the
     row ``Y[i]``.
     """
+    if loss_id == CROSS_ENTROPY:
+        return _cross_entropy_and_delta(z, Y, labels, i, scale, delta)
+    if loss_id == BINARY_CROSS_ENTROPY:
+        return _binary_cross_entropy_and_delta(z, Y, i, scale, delta)
+    if loss_id == HINGE:
+        return _hinge_and_delta(z, labels, i, scale, delta)
+    return _squared_loss_and_delta(out_id, z, Y, i, scale, delta)
+
+
+@jit
+def batch_loss_and_delta(loss_id, out_id, Z, Y, labels, scale, row_losses):
+    """:func:`loss_and_delta` for every row of the scores ``Z``, in place: ``row_losses[i]`` is
+    sample ``i``'s loss and ``Z[i]`` becomes its delta.
+
+    The common losses are chosen once for the whole batch: choosing per row (the inlined
+    :func:`loss_and_delta` in the row loop) cost about 8 ns per row of 4 scores, four times the
+    arithmetic.
+    """
+    if loss_id == SQUARED:
+        for i in range(Z.shape[0]):
+            row_losses[i] = _squared_loss_and_delta(out_id, Z[i], Y, i, scale, Z[i])
+    elif loss_id == CROSS_ENTROPY:
+        for i in range(Z.shape[0]):
+            row_losses[i] = _cross_entropy_and_delta(Z[i], Y, labels, i, scale, Z[i])
+    else:
+        for i in range(Z.shape[0]):
+            row_losses[i] = loss_and_delta(loss_id, out_id, Z[i], Y, labels, i, scale, Z[i])
+
+
+@jit(inline="always")
+def _cross_entropy_and_delta(z, Y, labels, i, scale, delta):
+    """Cross-entropy of softmax(z) against ``labels[i]`` (when ``labels`` is not empty) or the
+    row ``Y[i]``. One exp per score: ``delta`` first holds ``exp(z - max z)``; what the loss
+    needs of ``z`` is read before (``delta`` may be ``z``)."""
     use_labels = labels.shape[0] > 0
     n = z.shape[0]
     t = type(scale)
-    loss = t(0)
-    if loss_id == CROSS_ENTROPY:
-        # One exp per score: delta first holds exp(z - m); what the loss needs of z is read
-        # before (delta may be z).
-        m = _max(z)
-        if use_labels:
-            y = labels[i]
-            loss = m - z[y]
-            y_sum = t(1)
-        else:
-            y_sum = t(0)
-            for k in range(n):
-                yk = Y[i, k]
-                y_sum += yk
-                loss += yk * (m - z[k])
-        s = t(0)
-        for k in range(n):
-            e = math.exp(z[k] - m)
-            delta[k] = e
-            s += e
-        loss += y_sum * math.log(s)
-        if use_labels:
-            for k in range(n):
-                delta[k] = delta[k] / s * scale
-            delta[labels[i]] -= scale
-        else:
-            for k in range(n):
-                delta[k] = (delta[k] / s * y_sum - Y[i, k]) * scale
-    elif loss_id == BINARY_CROSS_ENTROPY:
-        for k in range(n):
-            zk = z[k]
-            yk = Y[i, k]
-            loss += (max(zk, t(0)) - yk * zk) + math.log1p(math.exp(-abs(zk)))
-            delta[k] = (sigmoid(zk) - yk) * scale
-    elif loss_id == HINGE:
-        y = labels[i]
-        zy = z[y]
-        active = 0
-        for k in range(n):
-            margin = z[k] - zy + t(1)
-            if k != y and margin > 0:
-                loss += margin
-                active += 1
-                delta[k] = scale
-            else:
-                delta[k] = t(0)
-        delta[y] = -t(active) * scale
+    m = _max(z)
+    if use_labels:
+        loss = m - z[labels[i]]
+        y_sum = t(1)
     else:
-        loss = _squared_loss_and_delta(out_id, z, Y, i, scale, delta)
+        loss = t(0)
+        y_sum = t(0)
+        for k in range(n):
+            yk = Y[i, k]
+            y_sum += yk
+            loss += yk * (m - z[k])
+    s = t(0)
+    for k in range(n):
+        e = math.exp(z[k] - m)
+        delta[k] = e
+        s += e
+    loss += y_sum * math.log(s)
+    if use_labels:
+        for k in range(n):
+            delta[k] = delta[k] / s * scale
+        delta[labels[i]] -= scale
+    else:
+        for k in range(n):
+            delta[k] = (delta[k] / s * y_sum - Y[i, k]) * scale
+    return loss
+
+
+@jit(inline="always")
+def _binary_cross_entropy_and_delta(z, Y, i, scale, delta):
+    """Binary cross-entropy of sigmoid(z) against the row ``Y[i]``, in the stable form."""
+    t = type(scale)
+    loss = t(0)
+    for k in range(z.shape[0]):
+        zk = z[k]
+        yk = Y[i, k]
+        loss += (max(zk, t(0)) - yk * zk) + math.log1p(math.exp(-abs(zk)))
+        delta[k] = (sigmoid(zk) - yk) * scale
+    return loss
+
+
+@jit(inline="always")
+def _hinge_and_delta(z, labels, i, scale, delta):
+    """Multiclass hinge loss of the raw scores ``z`` against ``labels[i]``."""
+    t = type(scale)
+    loss = t(0)
+    y = labels[i]
+    zy = z[y]
+    active = 0
+    for k in range(z.shape[0]):
+        margin = z[k] - zy + t(1)
+        if k != y and margin > 0:
+            loss += margin
+            active += 1
+            delta[k] = scale
+        else:
+            delta[k] = t(0)
+    delta[y] = -t(active) * scale
     return loss
 
 
