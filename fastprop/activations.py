@@ -88,6 +88,18 @@ def _power_of_two(typingctx, n):
     return n(n), codegen
 
 
+@jit
+def _exp64(y):
+    """Cephes' exp for ``y`` where ``2^n`` is normal (``-708.39 <= y <= 709``), or NaN."""
+    n = np.floor(_LOG2E * y + 0.5)
+    n = n if n == n else 0.0  # NaN: a defined exponent for the bits; r carries the NaN
+    r = (y - n * _LN2_HIGH) - n * _LN2_LOW
+    rr = r * r
+    pr = r * ((_EXP_P[0] * rr + _EXP_P[1]) * rr + _EXP_P[2])
+    qr = ((_EXP_Q[0] * rr + _EXP_Q[1]) * rr + _EXP_Q[2]) * rr + _EXP_Q[3]
+    return (1.0 + 2.0 * pr / (qr - pr)) * _power_of_two(n)
+
+
 @jit(inline="always")
 def _tanh64(x):
     z = abs(x)
@@ -96,14 +108,7 @@ def _tanh64(x):
     q = ((s + _TANH_Q[0]) * s + _TANH_Q[1]) * s + _TANH_Q[2]
     small = z + z * s * (p / q)
     # tanh(20) rounds to 1; capping there keeps 2^n a normal number (n <= 58).
-    y = 2.0 * (z if z < 20.0 else 20.0)
-    n = np.floor(_LOG2E * y + 0.5)
-    r = (y - n * _LN2_HIGH) - n * _LN2_LOW
-    rr = r * r
-    pr = r * ((_EXP_P[0] * rr + _EXP_P[1]) * rr + _EXP_P[2])
-    qr = ((_EXP_Q[0] * rr + _EXP_Q[1]) * rr + _EXP_Q[2]) * rr + _EXP_Q[3]
-    exp_y = (1.0 + 2.0 * pr / (qr - pr)) * _power_of_two(n)
-    large = 1.0 - 2.0 / (exp_y + 1.0)
+    large = 1.0 - 2.0 / (_exp64(2.0 * (z if z < 20.0 else 20.0)) + 1.0)
     # (NaN fails every comparison, so it takes the `small` branch, which propagates it.)
     return math.copysign(large if z >= 0.625 else small, x)
 
@@ -117,6 +122,18 @@ _LOG2E_F, _LN2_HIGH_F, _LN2_LOW_F = _F32(_LOG2E), _F32(0.693359375), _F32(-2.121
 _ONE_F, _TWO_F, _HALF_F, _CAP_F, _SPLIT_F = _F32(1), _F32(2), _F32(0.5), _F32(10), _F32(0.625)
 
 
+@jit
+def _exp32(y):
+    """Cephes' expf in float32 arithmetic, for ``y`` where ``2^n`` is normal
+    (``-87.33 <= y <= 88.7``), or NaN."""
+    n = np.floor(_LOG2E_F * y + _HALF_F)
+    n = n if n == n else _F32(0)  # NaN: a defined exponent for the bits; r carries the NaN
+    r = (y - n * _LN2_HIGH_F) - n * _LN2_LOW_F
+    e = _EXPF_P
+    poly = (((((e[0] * r + e[1]) * r + e[2]) * r + e[3]) * r + e[4]) * r + e[5])
+    return (poly * (r * r) + r + _ONE_F) * _power_of_two(n)
+
+
 @jit(inline="always")
 def _tanh32(x):
     """Cephes' tanhf and expf, in float32 arithmetic throughout (same plan as :func:`_tanh64`)."""
@@ -125,13 +142,7 @@ def _tanh32(x):
     p = _TANHF_P
     small = (((((p[0] * s + p[1]) * s + p[2]) * s + p[3]) * s + p[4]) * s) * z + z
     # tanh(10) rounds to 1 in float32; capping there keeps 2^n a normal number (n <= 29).
-    y = _TWO_F * (z if z < _CAP_F else _CAP_F)
-    n = np.floor(_LOG2E_F * y + _HALF_F)
-    r = (y - n * _LN2_HIGH_F) - n * _LN2_LOW_F
-    e = _EXPF_P
-    poly = (((((e[0] * r + e[1]) * r + e[2]) * r + e[3]) * r + e[4]) * r + e[5])
-    exp_y = (poly * (r * r) + r + _ONE_F) * _power_of_two(n)
-    large = _ONE_F - _TWO_F / (exp_y + _ONE_F)
+    large = _ONE_F - _TWO_F / (_exp32(_TWO_F * (z if z < _CAP_F else _CAP_F)) + _ONE_F)
     return math.copysign(large if z >= _SPLIT_F else small, x)
 
 
@@ -149,6 +160,37 @@ def _tanh_compiled(z):
     if isinstance(z, types.Float) and z.bitwidth == 32:
         return lambda z: _tanh32(z)
     return lambda z: _tanh64(np.float64(z))
+
+
+#: Below these, exp(x) is under the smallest normal number: exp_nonpositive returns 0 there.
+_EXP_LOW = -708.3964185322641
+_EXP_LOW_F = _F32(-87.33654)
+
+
+@jit
+def _exp_nonpositive32(x):
+    e = _exp32(_EXP_LOW_F if x < _EXP_LOW_F else x)
+    return _F32(0) if x < _EXP_LOW_F else e
+
+
+@jit
+def _exp_nonpositive64(x):
+    e = _exp64(_EXP_LOW if x < _EXP_LOW else x)
+    return 0.0 if x < _EXP_LOW else e
+
+
+def exp_nonpositive(x):
+    """``exp(x)`` for ``x <= 0`` (softmax's shifted scores) in vectorisable arithmetic, for
+    compiled code: Cephes' exp (as :func:`tanh`), float32 in float32 arithmetic. Results below
+    the smallest normal number are 0 (no subnormals), ``-inf`` gives 0 and NaN gives NaN."""
+    return math.exp(x)
+
+
+@overload(exp_nonpositive, inline="always")
+def _exp_nonpositive_compiled(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: _exp_nonpositive32(x)
+    return lambda x: _exp_nonpositive64(np.float64(x))
 
 
 @jit(inline="always")

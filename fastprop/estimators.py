@@ -154,9 +154,10 @@ class _BaseMLP(BaseEstimator):
     # -- training -----------------------------------------------------------------------------
 
     def _targets(self, y: np.ndarray, first: bool,
-                 classes: Any) -> tuple[np.ndarray, str, str]:
-        """``(Y, output, loss)``: float target rows and the network's output and loss; sets
-        the target encoding on the ``first`` call (from ``classes`` when given)."""
+                 classes: Any) -> tuple[np.ndarray, int, str, str]:
+        """``(Y, n_outputs, output, loss)``: the targets for :func:`fastprop.train` (float rows,
+        or integer class indices), the network's output count, output and loss; sets the target
+        encoding on the ``first`` call (from ``classes`` when given)."""
         raise NotImplementedError
 
     def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> _BaseMLP:
@@ -173,9 +174,9 @@ class _BaseMLP(BaseEstimator):
                              order="C", y_numeric=is_regressor(self))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        Y, output, loss = self._targets(y, first, classes)
-        if not first and Y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y has {Y.shape[1]} outputs, but this estimator was trained with "
+        Y, n_outputs, output, loss = self._targets(y, first, classes)
+        if not first and n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs, but this estimator was trained with "
                              f"{self.n_outputs_}")
         generator = np.random.default_rng(
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max)) \
@@ -185,12 +186,12 @@ class _BaseMLP(BaseEstimator):
         if early:
             X, Y, validation = self._hold_out(X, Y, y, generator)
         batch_size = self._batch_size(X.shape[0])
-        self.net_ = MLP([X.shape[1], *hidden, Y.shape[1]], ACTIVATIONS[activation], output, loss,
+        self.net_ = MLP([X.shape[1], *hidden, n_outputs], ACTIVATIONS[activation], output, loss,
                         l2=alpha / batch_size, dtype=dtype)
         if first:
             self.params_ = self.net_.init(seed=generator)
             self.n_layers_ = len(hidden) + 2
-            self.n_outputs_ = Y.shape[1]
+            self.n_outputs_ = n_outputs
             self.out_activation_ = _OUT_NAMES[output]
             self.loss_curve_: list[float] = []
             self.t_ = 0
@@ -348,9 +349,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """ + _PARAMS_DOC + _FITTED_DOC)
 
     def _targets(self, y: np.ndarray, first: bool,
-                 classes: Any) -> tuple[np.ndarray, str, str]:
+                 classes: Any) -> tuple[np.ndarray, int, str, str]:
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        return np.ascontiguousarray(Y, dtype=v.check_dtype(self.dtype)), "identity", "squared"
+        Y = np.ascontiguousarray(Y, dtype=v.check_dtype(self.dtype))
+        return Y, Y.shape[1], "identity", "squared"
 
     def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
         """One epoch on ``X``, ``y``, from the current weights (new ones on the first call).
@@ -391,7 +393,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return tags
 
     def _targets(self, y: np.ndarray, first: bool,
-                 classes: Any) -> tuple[np.ndarray, str, str]:
+                 classes: Any) -> tuple[np.ndarray, int, str, str]:
+        """Multiclass targets go to training as class indices (cheaper than one-hot rows: no
+        target row to copy into each minibatch or to read in the loss); binary and multilabel
+        ones as indicator rows."""
         check_classification_targets(y)
         if first:
             multilabel = type_of_target(y).startswith("multilabel")
@@ -401,13 +406,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         unknown = np.setdiff1d(unique_labels(y), self.classes_)
         if unknown.size:
             raise ValueError(f"y has classes {unknown} not in classes_ {self.classes_}")
-        Y = self._label_binarizer.transform(y).astype(v.check_dtype(self.dtype), order="C")
         if self._label_binarizer.y_type_ == "multiclass":
-            return Y, "softmax", "cross_entropy"
-        return Y, "sigmoid", "binary_cross_entropy"
+            return (np.searchsorted(self.classes_, y).astype(np.int64), len(self.classes_),
+                    "softmax", "cross_entropy")
+        Y = self._label_binarizer.transform(y).astype(v.check_dtype(self.dtype), order="C")
+        return Y, Y.shape[1], "sigmoid", "binary_cross_entropy"
 
     def _stratify(self, Y: np.ndarray) -> bool:
-        return Y.shape[1] == 1
+        return Y.ndim == 2 and Y.shape[1] == 1
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
         """One epoch on ``X``, ``y``, from the current weights (new ones on the first call).

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 from ._jit import jit
-from .activations import sigmoid
+from .activations import exp_nonpositive, sigmoid
 
 OUT_IDENTITY = 0
 OUT_SIGMOID = 1
@@ -143,11 +143,11 @@ def _cross_entropy_and_delta(z, Y, labels, i, scale, delta):
             yk = Y[i, k]
             y_sum += yk
             loss += yk * (m - z[k])
+    for k in range(n):  # (no sum here: a sum in order would keep this loop out of SIMD)
+        delta[k] = exp_nonpositive(z[k] - m)
     s = t(0)
     for k in range(n):
-        e = math.exp(z[k] - m)
-        delta[k] = e
-        s += e
+        s += delta[k]
     loss += y_sum * math.log(s)
     if use_labels:
         for k in range(n):

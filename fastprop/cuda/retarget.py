@@ -24,7 +24,8 @@ from ..cpu import common
 from .runtime import cuda
 
 #: CPU functions that have a device counterpart of their own instead of a retargeted copy.
-_REPLACEMENTS: dict[object, Callable] = {activations.tanh: math.tanh}
+_REPLACEMENTS: dict[object, Callable] = {activations.tanh: math.tanh,
+                                          activations.exp_nonpositive: math.exp}
 
 
 @functools.cache
