@@ -12,8 +12,11 @@ array. Two costs of numba's own views add up on small networks:
 :func:`borrowed` returns an array without an owner: slices, rows and views of it carry no reference
 either. It is only valid while the array it came from is alive, and must never be returned to
 Python or stored: the kernels use borrowed views only inside one call, while their caller holds the
-arrays. :func:`matrix_view` builds a borrowed 2-D view directly, and checks that it lies inside the
-flat array, as reshape does.
+arrays. Each compiled entry point (the backends' ``value_and_grad``, ``loss`` and ``forward``, the
+training epoch) borrows its array arguments on its first line, so that nothing below it counts
+references: numba also takes a reference for every array argument of every call. :func:`matrix_view`
+builds a borrowed 2-D view directly, and checks that it lies inside the flat array, as reshape
+does.
 """
 
 from __future__ import annotations
