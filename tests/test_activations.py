@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastprop.activations import ACTIVATIONS, activate, derivative, tanh
+from fastprop.activations import ACTIVATIONS, activate, derivative, exp_nonpositive, tanh
 
 
 @njit(error_model="numpy")
 def _tanh_all(x, out):
     for i in range(x.shape[0]):
         out[i] = tanh(x[i])
+
+
+@njit(error_model="numpy")
+def _exp_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = exp_nonpositive(x[i])
 
 
 @njit(error_model="numpy")
@@ -52,6 +58,30 @@ def test_tanh_special_values(dtype):
     assert np.isnan(out[0])
     assert (out[1:] == [1, -1, 0, 0, 1, -1]).all() and np.signbit(out[4])
     assert out.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype, low, ulp_limit", [(np.float64, -708.39, 2.0),
+                                                   (np.float32, -87.33, 1.0)])
+def test_exp_nonpositive_against_float64_exp(dtype, low, ulp_limit):
+    x = np.concatenate([np.linspace(low, 0, 1_000_001), -np.geomspace(1e-30, -low, 300_000),
+                        [0.0, -0.0, low]]).astype(dtype)
+    out = np.empty_like(x)
+    _exp_all(x, out)
+    expected = np.exp(x.astype(np.float64)).astype(dtype)
+    ulps = (np.abs(out.astype(np.float64) - expected)
+            / np.spacing(np.maximum(expected, np.finfo(dtype).tiny)))
+    assert ulps.max() <= ulp_limit and out.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_nonpositive_special_values(dtype):
+    x = np.array([np.nan, -np.inf, -1e4, -800.0, -100.0], dtype=dtype)
+    out = np.empty_like(x)
+    _exp_all(x, out)
+    assert np.isnan(out[0]) and (out[1:3] == 0).all()
+    # Below the smallest normal number: 0 (no subnormals), never garbage.
+    expected = np.exp(x[3:].astype(np.float64))
+    assert np.allclose(out[3:], expected, rtol=1e-6, atol=np.finfo(dtype).tiny)
 
 
 def _numpy_activation(name, z):

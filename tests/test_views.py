@@ -52,3 +52,28 @@ def test_view_outside_the_array_raises(start, rows, cols):
 def test_borrowed_array_slices_like_the_original():
     values = np.arange(10.0)
     assert _borrowed_slice_sum(values, 2, 7) == values[2:7].sum()
+
+
+@pytest.mark.parametrize("backend", ["matrix", "naive"])
+def test_entry_points_keep_their_arguments_reference_counts(backend):
+    """The kernels borrow their arguments: a call must neither keep nor drop a reference."""
+    import sys
+
+    import fastprop as fp
+
+    net = fp.MLP((8, 16, 3), "tanh", dtype=np.float32)
+    params = net.init(seed=0)
+    X = np.ones((5, 8), np.float32)
+    Y = np.ones((5, 3), np.float32)
+    grad = np.empty_like(params)
+    train_X, train_Y = np.ones((40, 8), np.float32), np.ones((40, 3), np.float32)
+    arrays = (params, X, Y, grad, train_X, train_Y)
+    net.value_and_grad(params, X, Y, out=grad, backend=backend)
+    before = [sys.getrefcount(a) for a in arrays]
+    for _ in range(200):
+        net.value_and_grad(params, X, Y, out=grad, backend=backend)
+        net.loss(params, X, Y, backend=backend)
+        net.forward(params, X, backend=backend)
+    fp.train(net, params, train_X, train_Y, epochs=3, batch_size=8, progress=False,
+             backend=backend)
+    assert [sys.getrefcount(a) for a in arrays] == before
