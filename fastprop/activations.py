@@ -155,11 +155,19 @@ def tanh(z):
     return math.tanh(z)
 
 
-@overload(tanh, inline="always")
-def _tanh_compiled(z):
-    if isinstance(z, types.Float) and z.bitwidth == 32:
-        return lambda z: _tanh32(z)
-    return lambda z: _tanh64(np.float64(z))
+def _compile_by_precision(python_function, float32_version, float64_version):
+    """Compile calls to ``python_function`` (a stand-in that runs in plain Python) as
+    ``float32_version`` for a float32 argument and ``float64_version`` for anything else
+    (converted to float64), inlined."""
+
+    @overload(python_function, inline="always")
+    def _compiled(x):
+        if isinstance(x, types.Float) and x.bitwidth == 32:
+            return lambda x: float32_version(x)
+        return lambda x: float64_version(np.float64(x))
+
+
+_compile_by_precision(tanh, _tanh32, _tanh64)
 
 
 #: Below these, exp(x) is under the smallest normal number: exp_nonpositive returns 0 there.
@@ -186,11 +194,7 @@ def exp_nonpositive(x):
     return math.exp(x)
 
 
-@overload(exp_nonpositive, inline="always")
-def _exp_nonpositive_compiled(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: _exp_nonpositive32(x)
-    return lambda x: _exp_nonpositive64(np.float64(x))
+_compile_by_precision(exp_nonpositive, _exp_nonpositive32, _exp_nonpositive64)
 
 
 @jit(inline="always")
