@@ -7,22 +7,28 @@ For a batch ``A_0 = X`` of shape ``(batch, n_0)``::
     backward   dW_l = D_l^T A_{l-1},  db_l = column sums of D_l       one GEMM, one pass
                D_{l-1} = (D_l W_l) * f'_{l-1}(A_{l-1})                one GEMM, one fused pass
 
-The products go to BLAS through ``np.dot`` on contiguous operands (``W^T`` and ``D^T`` are
-Fortran-ordered views, which BLAS takes as they are), writing straight into the gradient vector's
-views and the workspace. Each element-wise step is one compiled pass: bias plus activation,
+Products of a batch up to :data:`SMALL_GEMM` multiply-adds go to the compiled, register-blocked
+:func:`fastprop.cpu.gemm.gemm` (``A W^T`` through a transposed copy of ``W``, ``D^T A`` and
+``D W`` as they are), where BLAS's per-call overhead would dominate; larger ones go to BLAS
+through ``np.dot`` on contiguous operands (``W^T`` and ``D^T`` are Fortran-ordered views, which
+BLAS takes as they are). Both write straight into the gradient vector's views and the
+workspace. Each element-wise step is one compiled pass: bias plus activation,
 loss plus output delta, activation derivative. Only activations are kept: each derivative is
 computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` overwrites ``A_l`` once
 ``A_l`` has been used.
 
 Workspace (one flat array of the network's dtype, see :func:`workspace_size`): every layer's
-activations for the batch, one scratch block for ``D_l W_l``, and the per-sample losses.
+activations for the batch, one scratch block for ``D_l W_l``, one for a transposed weight matrix
+(the compiled product of :mod:`fastprop.cpu.gemm` reads ``W^T`` by rows), and at the end the
+per-sample losses.
 
-Threads: BLAS owns the cores. The products run on the BLAS's threads; the element-wise passes
-run on the calling thread, vectorised (SIMD), and never start numba's thread pool. Splitting them
-among numba threads as well made two spinning thread pools fight for the cores: on 2 cores,
-numba's OpenMP workers spinning after a ``prange`` slowed the next GEMM 10 to 20 times (64 ms
-instead of 3.5 ms for a 256-wide network at batch 256). With SIMD passes, the serial element-wise
-work stays a small fraction of the GEMM time (see the README's performance notes).
+Threads: BLAS owns the cores. The large products run on the BLAS's threads; the compiled small
+ones and the element-wise passes run on the calling thread, vectorised (SIMD), and never start
+numba's thread pool. Splitting the passes among numba threads as well made two spinning thread
+pools fight for the cores: on 2 cores, numba's OpenMP workers spinning after a ``prange`` slowed
+the next GEMM 10 to 20 times (64 ms instead of 3.5 ms for a 256-wide network at batch 256). With
+SIMD passes, the serial element-wise work stays a small fraction of the GEMM time (see the
+README's performance notes).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from .common import (
     total_width,
     weights,
 )
+from .gemm import MR, NR, gemm
 from .views import borrowed, matrix_view
 
 
@@ -53,11 +60,16 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     """Length of the workspace for a batch of ``batch`` samples (``n_threads`` is not used)."""
     widths = layout[:, N_OUT]
     scratch = int(layout[1:, N_IN].max()) if len(layout) > 1 else 0
-    return batch * (int(widths.sum()) + scratch + 1)
+    largest_weights = int((layout[:, N_IN] * layout[:, N_OUT]).max())
+    return batch * (int(widths.sum()) + scratch + 1) + largest_weights
 
 
 #: Largest weight matrix (elements) for which a one-sample batch uses compiled loops, not BLAS.
 SMALL_PRODUCT = 256 * 256
+#: Largest product (multiply-adds) of a batch that goes to the compiled :func:`gemm`, not BLAS.
+#: Up to 64 x 128 x 128 the compiled kernel ran 1.6 to 3 times faster than BLAS, whose per-call
+#: overhead dominates there; larger products are left to BLAS's cache blocking and threads.
+SMALL_GEMM = 1 << 20
 
 # A single sample's products are matrix-vector products, where a BLAS call costs more than the
 # arithmetic (about 0.1 us each): compiled loops do them. They work on four rows of ``W`` at a
@@ -66,11 +78,41 @@ SMALL_PRODUCT = 256 * 256
 # (twice as slow at width 32).
 
 
+@jit(inline="always")
+def _compiled_gemm_fits(rows, inner, cols):
+    """Whether a ``rows x inner x cols`` product goes to :func:`~fastprop.cpu.gemm.gemm`: at
+    least one micro-kernel block, and small enough that BLAS's overhead dominates."""
+    return rows >= MR and cols >= NR and rows * inner * cols <= SMALL_GEMM
+
+
+@jit
+def _transpose_into(W, WT):
+    """``WT = W^T``, four rows of ``W`` per pass, so that each row of ``WT`` is written four
+    elements at a time: one element at a time, the writes a row length apart collided in the
+    cache (36 µs instead of 2.9 for a 128 x 128 float32 ``W``)."""
+    n_out, n_in = W.shape
+    j = 0
+    while j + 4 <= n_out:
+        w0, w1, w2, w3 = W[j], W[j + 1], W[j + 2], W[j + 3]
+        for k in range(n_in):
+            row = WT[k]
+            row[j], row[j + 1], row[j + 2], row[j + 3] = w0[k], w1[k], w2[k], w3[k]
+        j += 4
+    for rest in range(j, n_out):
+        for k in range(n_in):
+            WT[k, rest] = W[rest, k]
+
+
 @jit(fastmath={"reassoc"})
-def _times_transpose(A, W, out):
-    """``out = A W^T``; ``reassoc`` lets each dot product of a single sample run in SIMD lanes."""
+def _times_transpose(A, W, out, WT):
+    """``out = A W^T``; ``reassoc`` lets each dot product of a single sample run in SIMD lanes.
+    ``WT`` is room for ``W^T`` (``n_in x n_out``), which the compiled product reads by rows."""
     if A.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        np.dot(A, W.T, out)
+        if _compiled_gemm_fits(A.shape[0], A.shape[1], W.shape[0]):
+            _transpose_into(W, WT)
+            gemm(A, WT, out)
+        else:
+            np.dot(A, W.T, out)
         return
     a, o = A[0], out[0]
     zero = out.dtype.type(0)
@@ -97,7 +139,10 @@ def _times_transpose(A, W, out):
 def _times(D, W, out):
     """``out = D W`` (the back-propagated delta); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        np.dot(D, W, out)
+        if _compiled_gemm_fits(D.shape[0], D.shape[1], W.shape[1]):
+            gemm(D, W, out)
+        else:
+            np.dot(D, W, out)
         return
     out[0, :] = 0
     add_combination(D[0], W, out[0])
@@ -107,7 +152,10 @@ def _times(D, W, out):
 def _transpose_times(D, A, out):
     """``out = D^T A`` (the weight gradient); one sample as an outer product."""
     if D.shape[0] > 1 or out.size > SMALL_PRODUCT:
-        np.dot(D.T, A, out)
+        if _compiled_gemm_fits(D.shape[1], D.shape[0], A.shape[1]):
+            gemm(D.T, A, out)
+        else:
+            np.dot(D.T, A, out)
         return
     for j in range(D.shape[1]):
         d = D[0, j]
@@ -150,6 +198,16 @@ def _column_sums(D, out):
             out[j] += d[j]
 
 
+@jit(inline="always")
+def _transposed_weights(work, layout, batch, layer):
+    """Room for layer ``layer``'s ``W^T`` in the workspace: the block before the losses."""
+    size = 0
+    for other in range(layout.shape[0]):
+        size = max(size, layout[other, N_IN] * layout[other, N_OUT])
+    return matrix_view(work, work.shape[0] - batch - size, layout[layer, N_IN],
+                       layout[layer, N_OUT])
+
+
 @jit
 def _forward_scores(layout, params, X, work):
     """Forward pass: hidden activations and the last layer's scores, in the workspace."""
@@ -158,10 +216,11 @@ def _forward_scores(layout, params, X, work):
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
+        WT = _transposed_weights(work, layout, batch, layer)
         if layer == 0:
-            _times_transpose(X, W, A)
+            _times_transpose(X, W, A, WT)
         else:
-            _times_transpose(activations(work, layout, layer - 1, batch), W, A)
+            _times_transpose(activations(work, layout, layer - 1, batch), W, A, WT)
         _bias_activation(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 

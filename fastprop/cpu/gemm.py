@@ -1,0 +1,95 @@
+"""Small matrix products ``C = A B`` in compiled code, faster than BLAS at a network's sizes.
+
+A BLAS call packs both operands into its own layout, takes a lock and dispatches on the shapes
+before it multiplies; for the products of a small network (tens of thousands of multiply-adds)
+that is most of its time. :func:`gemm` multiplies in place, with a register-blocked micro-kernel:
+each call of :func:`micro_kernel` computes a ``MR x NR`` block of ``C`` with every sum in a scalar
+of its own, reading per step of ``k`` one contiguous row slice of ``B`` and ``MR`` elements of
+``A``. LLVM's SLP vectorizer packs those scalars into SIMD registers (one FMA per row and
+register width per step). On the development machine (Zen 5, AVX-512) a 32 x 64 x 64 float32
+product took 1.2 µs against OpenBLAS's 3.2 µs (its Haswell kernels, one thread).
+
+numba leaves the SLP vectorizer off (``NUMBA_SLP_VECTORIZE``): the micro-kernel's dispatcher
+turns it on while it compiles, and only then (numba reads the setting each time it builds an
+optimisation pipeline). Without it the same code runs scalar, ten times slower, and is still
+correct.
+
+The micro-kernel is generated Python source (``MR * NR`` accumulators are not written by hand);
+it is compiled with ``fastmath={"contract"}``, so each multiply-add is one fused operation.
+"""
+
+from __future__ import annotations
+
+from numba.core import config
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.registry import CPUDispatcher
+
+from .._jit import jit
+
+#: Rows and columns of ``C`` per micro-kernel call.
+MR, NR = 4, 32
+
+
+def _micro_kernel_source() -> str:
+    """``micro_kernel(A, B, C, i0, j0)``: ``C[i0:i0+MR, j0:j0+NR] = A[i0:i0+MR, :] @
+    B[:, j0:j0+NR]``, every sum in a scalar of its own."""
+    acc = [[f"c{r}_{c}" for c in range(NR)] for r in range(MR)]
+    lines = ["def micro_kernel(A, B, C, i0, j0):", "    zero = C.dtype.type(0)"]
+    lines += [f"    {' = '.join(row)} = zero" for row in acc]
+    lines.append("    for k in range(A.shape[1]):")
+    lines += [f"        a{r} = A[i0 + {r}, k]" for r in range(MR)]
+    lines.append(f"        b = B[k, j0:j0 + {NR}]")
+    lines += [f"        b{c} = b[{c}]" for c in range(NR)]
+    lines += [f"        {acc[r][c]} += a{r} * b{c}" for r in range(MR) for c in range(NR)]
+    for r in range(MR):
+        lines.append(f"    c = C[i0 + {r}, j0:j0 + {NR}]")
+        lines += [f"    c[{c}] = {acc[r][c]}" for c in range(NR)]
+    return "\n".join(lines) + "\n"
+
+
+class _SLPDispatcher(CPUDispatcher):
+    """A numba dispatcher whose compilations run LLVM's SLP vectorizer."""
+
+    def compile(self, sig):
+        with global_compiler_lock:
+            before = config.SLP_VECTORIZE
+            config.SLP_VECTORIZE = 1
+            try:
+                return super().compile(sig)
+            finally:
+                config.SLP_VECTORIZE = before
+
+
+def _compile_micro_kernel() -> CPUDispatcher:
+    namespace: dict = {}
+    exec(compile(_micro_kernel_source(), "<fastprop micro-kernel>", "exec"), namespace)
+    return _SLPDispatcher(namespace["micro_kernel"], targetoptions={
+        "nopython": True, "error_model": "numpy", "fastmath": {"contract"}})
+
+
+micro_kernel = _compile_micro_kernel()
+
+
+@jit
+def gemm(A, B, C):
+    """``C = A B`` (overwritten) for 2-D ``A`` of any layout (a transposed view is fine) and
+    C-contiguous ``B`` and ``C``; shapes must agree (not checked: callers pass views of the
+    network's buffers). Full ``MR x NR`` blocks go to :func:`micro_kernel`, the rest (the last
+    ``M % MR`` rows, the last ``N % NR`` columns) to a row-by-row loop."""
+    M, N = C.shape
+    full_rows = M - M % MR
+    full_cols = N - N % NR
+    for i0 in range(0, full_rows, MR):
+        for j0 in range(0, full_cols, NR):
+            micro_kernel(A, B, C, i0, j0)
+    for i in range(M):
+        first = full_cols if i < full_rows else 0
+        if first == N:
+            continue
+        c = C[i, first:]
+        c[:] = 0
+        for k in range(A.shape[1]):
+            a = A[i, k]
+            b = B[k, first:]
+            for j in range(c.shape[0]):
+                c[j] += a * b[j]

@@ -1,0 +1,55 @@
+"""The compiled small matrix product (``fastprop.cpu.gemm``) against float64 products."""
+
+from __future__ import annotations
+
+import re
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+import pytest
+from numba.core import config
+
+from fastprop.cpu.gemm import MR, NR, gemm, micro_kernel
+
+SHAPES = [
+    (MR, 1, NR),                  # one block, one step
+    (2 * MR, 64, 2 * NR),         # full blocks only
+    (2 * MR + 3, 17, NR + 5),     # remainder rows and columns
+    (MR - 1, 9, 3 * NR),          # fewer rows than a block
+    (5 * MR, 33, NR - 1),         # fewer columns than a block
+    (1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("transposed", [False, True], ids=["A", "A.T view"])
+def test_gemm_matches_float64_product(dtype, shape, transposed):
+    M, K, N = shape
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    A = rng.standard_normal((M, K)).astype(dtype)
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C = np.full((M, N), np.nan, dtype)  # every element must be written
+    gemm(np.ascontiguousarray(A.T).T if transposed else A, B, C)
+    expected = A.astype(np.float64) @ B.astype(np.float64)
+    bound = np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64)
+    assert (np.abs(C - expected) <= 4 * K * np.finfo(dtype).eps * bound).all()
+
+
+def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
+    """The point of the kernel: LLVM's SLP vectorizer turned its scalars into packed FMAs (numba
+    leaves SLP off by default; the kernel's dispatcher turns it on for itself only)."""
+    features = llvm.get_host_cpu_features()
+    if not (features.get("fma") and features.get("avx2")):
+        pytest.skip("the host has no AVX2 and FMA: packed FMAs are not expected")
+    A = np.ones((MR, 3), np.float32)
+    B = np.ones((3, NR), np.float32)
+    C = np.empty((MR, NR), np.float32)
+    before = config.SLP_VECTORIZE
+    micro_kernel(A, B, C, 0, 0)
+    assert config.SLP_VECTORIZE == before
+    assert (C == 3).all()
+    signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0))
+    asm = micro_kernel.inspect_asm(signature)
+    assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR
