@@ -10,14 +10,17 @@ import numpy as np
 import pytest
 from numba.core import config
 
-from fastprop.cpu.gemm import MR, NR, gemm, micro_kernel
+from fastprop.cpu.gemm import MR, NR, NR_NARROW, gemm, micro_kernel, narrow_micro_kernel
 
 SHAPES = [
     (MR, 1, NR),                  # one block, one step
     (2 * MR, 64, 2 * NR),         # full blocks only
     (2 * MR + 3, 17, NR + 5),     # remainder rows and columns
     (MR - 1, 9, 3 * NR),          # fewer rows than a block
-    (5 * MR, 33, NR - 1),         # fewer columns than a block
+    (5 * MR, 33, NR - 1),         # fewer columns than a block: one narrow block and the rest
+    (MR, 8, NR_NARROW),           # one narrow block only
+    (3 * MR + 1, 5, 2 * NR + NR_NARROW + 3),  # wide, narrow and remainder columns
+    (2 * MR, 7, NR_NARROW - 1),   # too narrow for any block
     (1, 1, 1),
 ]
 
@@ -43,13 +46,14 @@ def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
     features = llvm.get_host_cpu_features()
     if not (features.get("fma") and features.get("avx2")):
         pytest.skip("the host has no AVX2 and FMA: packed FMAs are not expected")
-    A = np.ones((MR, 3), np.float32)
-    B = np.ones((3, NR), np.float32)
-    C = np.empty((MR, NR), np.float32)
-    before = config.SLP_VECTORIZE
-    micro_kernel(A, B, C, 0, 0)
-    assert config.SLP_VECTORIZE == before
-    assert (C == 3).all()
-    signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0))
-    asm = micro_kernel.inspect_asm(signature)
-    assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR
+    for kernel, columns in ((micro_kernel, NR), (narrow_micro_kernel, NR_NARROW)):
+        A = np.ones((MR, 3), np.float32)
+        B = np.ones((3, columns), np.float32)
+        C = np.empty((MR, columns), np.float32)
+        before = config.SLP_VECTORIZE
+        kernel(A, B, C, 0, 0)
+        assert config.SLP_VECTORIZE == before
+        assert (C == 3).all()
+        signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0))
+        asm = kernel.inspect_asm(signature)
+        assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR

@@ -26,11 +26,12 @@ from numba.core.registry import CPUDispatcher
 
 from .._jit import jit
 
-#: Rows and columns of ``C`` per micro-kernel call.
-MR, NR = 4, 32
+#: Rows and columns of ``C`` per micro-kernel call; ``NR_NARROW`` columns per call of the narrow
+#: kernel, for the columns that remain (layers 16 to 31 wide, or the 16 to 31 left of a wider one).
+MR, NR, NR_NARROW = 4, 32, 16
 
 
-def _micro_kernel_source() -> str:
+def _micro_kernel_source(NR: int) -> str:
     """``micro_kernel(A, B, C, i0, j0)``: ``C[i0:i0+MR, j0:j0+NR] = A[i0:i0+MR, :] @
     B[:, j0:j0+NR]``, every sum in a scalar of its own."""
     acc = [[f"c{r}_{c}" for c in range(NR)] for r in range(MR)]
@@ -60,28 +61,34 @@ class _SLPDispatcher(CPUDispatcher):
                 config.SLP_VECTORIZE = before
 
 
-def _compile_micro_kernel() -> CPUDispatcher:
+def _compile_micro_kernel(columns: int) -> CPUDispatcher:
     namespace: dict = {}
-    exec(compile(_micro_kernel_source(), "<fastprop micro-kernel>", "exec"), namespace)
+    exec(compile(_micro_kernel_source(columns), f"<fastprop {MR}x{columns} micro-kernel>",
+                 "exec"), namespace)
     return _SLPDispatcher(namespace["micro_kernel"], targetoptions={
         "nopython": True, "error_model": "numpy", "fastmath": {"contract"}})
 
 
-micro_kernel = _compile_micro_kernel()
+micro_kernel = _compile_micro_kernel(NR)
+narrow_micro_kernel = _compile_micro_kernel(NR_NARROW)
 
 
 @jit
 def gemm(A, B, C):
     """``C = A B`` (overwritten) for 2-D ``A`` of any layout (a transposed view is fine) and
     C-contiguous ``B`` and ``C``; shapes must agree (not checked: callers pass views of the
-    network's buffers). Full ``MR x NR`` blocks go to :func:`micro_kernel`, the rest (the last
-    ``M % MR`` rows, the last ``N % NR`` columns) to a row-by-row loop."""
+    network's buffers). Full ``MR x NR`` blocks go to :func:`micro_kernel`, then one
+    ``MR x NR_NARROW`` block per row block to the narrow kernel where that many columns remain,
+    and the rest (the last ``M % MR`` rows, the last columns) to a row-by-row loop."""
     M, N = C.shape
     full_rows = M - M % MR
-    full_cols = N - N % NR
+    wide_cols = N - N % NR
+    full_cols = wide_cols + NR_NARROW if N - wide_cols >= NR_NARROW else wide_cols
     for i0 in range(0, full_rows, MR):
-        for j0 in range(0, full_cols, NR):
+        for j0 in range(0, wide_cols, NR):
             micro_kernel(A, B, C, i0, j0)
+        if full_cols > wide_cols:
+            narrow_micro_kernel(A, B, C, i0, wide_cols)
     for i in range(M):
         first = full_cols if i < full_rows else 0
         if first == N:

@@ -52,7 +52,7 @@ from .common import (
     total_width,
     weights,
 )
-from .gemm import MR, NR, gemm
+from .gemm import MR, NR_NARROW, gemm
 from .views import borrowed, matrix_view
 
 
@@ -82,7 +82,7 @@ SMALL_GEMM = 1 << 20
 def _compiled_gemm_fits(rows, inner, cols):
     """Whether a ``rows x inner x cols`` product goes to :func:`~fastprop.cpu.gemm.gemm`: at
     least one micro-kernel block, and small enough that BLAS's overhead dominates."""
-    return rows >= MR and cols >= NR and rows * inner * cols <= SMALL_GEMM
+    return rows >= MR and cols >= NR_NARROW and rows * inner * cols <= SMALL_GEMM
 
 
 @jit
