@@ -150,9 +150,9 @@ def _cross_entropy_and_delta(z, Y, labels, i, scale, delta):
         s += delta[k]
     loss += y_sum * math.log(s)
     if use_labels:
-        for k in range(n):
-            delta[k] = delta[k] / s * scale
-        delta[labels[i]] -= scale
+        y = labels[i]
+        for k in range(n):  # one expression: p - 1 is exactly 0 when p rounds to 1
+            delta[k] = (delta[k] / s - (t(1) if k == y else t(0))) * scale
     else:
         for k in range(n):
             delta[k] = (delta[k] / s * y_sum - Y[i, k]) * scale

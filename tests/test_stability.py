@@ -49,3 +49,15 @@ def test_saturated_hidden_units_stay_finite(activation):
     params = net.pack([(np.eye(3), np.zeros(3)), (np.eye(3), np.zeros(3))])
     value, grad = net.value_and_grad(params, EXTREME.copy(), np.array([0, 1, 2]))
     assert np.isfinite(value) and np.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_certain_correct_labels_give_exactly_zero_gradient(backend, dtype):
+    """One class: p = 1, so p - 1 must be exactly 0 for any batch size (found by hypothesis)."""
+    net = fp.MLP([1, 1], (), output="softmax", loss="cross_entropy", dtype=dtype)
+    params = net.pack([(np.array([[0.7]]), np.array([0.2]))])
+    X = np.array([[0.3], [-1.2], [2.0]], dtype=dtype)
+    value, grad = net.value_and_grad(params, X, np.zeros(3, dtype=np.int64), backend=backend)
+    assert value == 0.0
+    assert (grad == 0.0).all()
