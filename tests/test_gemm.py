@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from numba.core import config
 
-from fastprop.cpu.gemm import MR, NR, NR_NARROW, gemm, micro_kernel, narrow_micro_kernel
+from fastprop.cpu.gemm import (
+    MR,
+    NR,
+    NR_NARROW,
+    NR_QUAD,
+    gemm,
+    micro_kernel,
+    narrow_micro_kernel,
+    quad_micro_kernel,
+)
 
 SHAPES = [
     (MR, 1, NR),                  # one block, one step
@@ -20,7 +29,10 @@ SHAPES = [
     (5 * MR, 33, NR - 1),         # fewer columns than a block: one narrow block and the rest
     (MR, 8, NR_NARROW),           # one narrow block only
     (3 * MR + 1, 5, 2 * NR + NR_NARROW + 3),  # wide, narrow and remainder columns
-    (2 * MR, 7, NR_NARROW - 1),   # too narrow for any block
+    (2 * MR, 7, NR_NARROW - 1),   # quad blocks and the rest
+    (MR, 3, NR_QUAD),             # one quad block only
+    (2 * MR + 1, 6, NR + NR_NARROW + 2 * NR_QUAD + 3),  # every kind of block, remainders
+    (2 * MR, 7, NR_QUAD - 1),     # too narrow for any block
     (1, 1, 1),
 ]
 
@@ -46,7 +58,8 @@ def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
     features = llvm.get_host_cpu_features()
     if not (features.get("fma") and features.get("avx2")):
         pytest.skip("the host has no AVX2 and FMA: packed FMAs are not expected")
-    for kernel, columns in ((micro_kernel, NR), (narrow_micro_kernel, NR_NARROW)):
+    for kernel, columns in ((micro_kernel, NR), (narrow_micro_kernel, NR_NARROW),
+                            (quad_micro_kernel, NR_QUAD)):
         A = np.ones((MR, 3), np.float32)
         B = np.ones((3, columns), np.float32)
         C = np.empty((MR, columns), np.float32)
@@ -56,4 +69,5 @@ def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
         assert (C == 3).all()
         signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0))
         asm = kernel.inspect_asm(signature)
-        assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR
+        register = "[yz]mm" if columns > NR_QUAD else "xmm"  # four float32 fill an xmm
+        assert len(re.findall(rf"vfmadd\w*ps\s+[^\n]*%{register}", asm)) >= MR

@@ -47,6 +47,9 @@ CASES = [
     Case("wider", (33, 65, 17), "relu", "softmax", "cross_entropy", 1e-4, 13, "labels"),
     Case("bce-wide", (9, 31, 7), "leaky_relu", "sigmoid", "binary_cross_entropy", 0.0, 1,
          "soft"),
+    # The compiled small products' every block kind (4 x 32, 4 x 16, 4 x 4, remainder rows)
+    # and the transposed weight gradient of a layer with fewer inputs than outputs.
+    Case("compiled-products", (4, 32, 16, 4), "tanh", "identity", "squared", 1e-3, 13, "rows"),
     # A wide layer under narrow ones: the naive backward once wrote past a narrowed buffer here.
     Case("narrow-over-wide", (1, 2, 1, 1, 1), "identity", "identity", "squared", 0.0, 1, "rows"),
 ]

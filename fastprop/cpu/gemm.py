@@ -26,9 +26,10 @@ from numba.core.registry import CPUDispatcher
 
 from .._jit import jit
 
-#: Rows and columns of ``C`` per micro-kernel call; ``NR_NARROW`` columns per call of the narrow
-#: kernel, for the columns that remain (layers 16 to 31 wide, or the 16 to 31 left of a wider one).
-MR, NR, NR_NARROW = 4, 32, 16
+#: Rows and columns of ``C`` per micro-kernel call; the columns that remain go to a kernel
+#: ``NR_NARROW`` wide (at most once per row block) and then to one ``NR_QUAD`` wide, so that narrow
+#: layers (an output layer of 4 or 10 units, a hidden layer of 16) stay out of BLAS as well.
+MR, NR, NR_NARROW, NR_QUAD = 4, 32, 16, 4
 
 
 def _micro_kernel_source(NR: int) -> str:
@@ -71,6 +72,7 @@ def _compile_micro_kernel(columns: int) -> CPUDispatcher:
 
 micro_kernel = _compile_micro_kernel(NR)
 narrow_micro_kernel = _compile_micro_kernel(NR_NARROW)
+quad_micro_kernel = _compile_micro_kernel(NR_QUAD)
 
 
 @jit
@@ -79,16 +81,20 @@ def gemm(A, B, C):
     C-contiguous ``B`` and ``C``; shapes must agree (not checked: callers pass views of the
     network's buffers). Full ``MR x NR`` blocks go to :func:`micro_kernel`, then one
     ``MR x NR_NARROW`` block per row block to the narrow kernel where that many columns remain,
-    and the rest (the last ``M % MR`` rows, the last columns) to a row-by-row loop."""
+    then ``MR x NR_QUAD`` blocks to the quad kernel, and the rest (the last ``M % MR`` rows, the
+    last ``N % NR_QUAD`` columns) to a row-by-row loop."""
     M, N = C.shape
     full_rows = M - M % MR
     wide_cols = N - N % NR
-    full_cols = wide_cols + NR_NARROW if N - wide_cols >= NR_NARROW else wide_cols
+    narrow_cols = wide_cols + NR_NARROW if N - wide_cols >= NR_NARROW else wide_cols
+    full_cols = N - N % NR_QUAD  # NR and NR_NARROW are multiples of NR_QUAD
     for i0 in range(0, full_rows, MR):
         for j0 in range(0, wide_cols, NR):
             micro_kernel(A, B, C, i0, j0)
-        if full_cols > wide_cols:
+        if narrow_cols > wide_cols:
             narrow_micro_kernel(A, B, C, i0, wide_cols)
+        for j0 in range(narrow_cols, full_cols, NR_QUAD):
+            quad_micro_kernel(A, B, C, i0, j0)
     for i in range(M):
         first = full_cols if i < full_rows else 0
         if first == N:
