@@ -54,7 +54,7 @@ def test_gemm_matches_float64_product(dtype, shape, transposed):
 
 def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
     """The point of the kernel: LLVM's SLP vectorizer turned its scalars into packed FMAs (numba
-    leaves SLP off by default; the kernel's dispatcher turns it on for itself only)."""
+    leaves SLP off by default; the kernels' and gemm's dispatcher turns it on for them only)."""
     features = llvm.get_host_cpu_features()
     if not (features.get("fma") and features.get("avx2")):
         pytest.skip("the host has no AVX2 and FMA: packed FMAs are not expected")
@@ -71,3 +71,9 @@ def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
         asm = kernel.inspect_asm(signature)
         register = "[yz]mm" if columns > NR_QUAD else "xmm"  # four float32 fill an xmm
         assert len(re.findall(rf"vfmadd\w*ps\s+[^\n]*%{register}", asm)) >= MR
+    # The kernels run inlined into gemm, compiled the same way.
+    A, B = np.ones((MR, 3), np.float32), np.ones((3, NR), np.float32)
+    C = np.empty((MR, NR), np.float32)
+    gemm(A, B, C)
+    asm = gemm.inspect_asm(tuple(numba.typeof(value) for value in (A, B, C)))
+    assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR
