@@ -26,6 +26,7 @@ from .cpu.common import OK, check_values
 from .cpu.views import borrowed
 from .network import MLP
 from .optimizers import Optimizer, get_optimizer, step
+from .shuffling import permutation
 
 #: What :class:`EarlyStopping` can watch.
 MONITORS = ("loss", "val_loss", "val_score")
@@ -279,7 +280,8 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     """Train ``net`` by minibatch gradient descent, updating ``params`` in place.
 
     Each epoch visits every sample once, in a new random order when ``shuffle`` (epoch ``e`` uses
-    the ``e``-th ``rng.permutation(n)`` of ``rng = numpy.random.default_rng(seed)``), in
+    the ``e``-th :func:`fastprop.shuffling.permutation` ``(rng, n)`` of
+    ``rng = numpy.random.default_rng(seed)``), in
     minibatches of ``batch_size`` samples; when ``batch_size`` does not divide the number of
     samples, the last minibatch of each epoch is smaller (its loss is the mean over its own
     samples, as for every minibatch, and it takes a full optimizer step). On the CPU backends a
@@ -383,7 +385,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     with tqdm(total=epochs, disable=not progress, unit="epoch", desc="train") as bar:
         for _ in range(epochs):
             if shuffle:
-                order = resume.rng.permutation(n)
+                order = permutation(resume.rng, n)
             lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
             work, n_threads = net._workspace(chosen, batch_size)
             status, loss, resume.steps = _epoch(

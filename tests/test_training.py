@@ -13,6 +13,7 @@ from reference import reference_loss_and_grad
 import fastprop as fp
 from fastprop import training
 from fastprop.optimizers import get_optimizer
+from fastprop.shuffling import permutation
 
 # -- the reference: minibatch training in float64 NumPy, from the optimizers' formulas -------
 
@@ -38,7 +39,7 @@ def reference_train(net, params, X, Y, optimizer, epochs, batch_size, seed, shuf
     t = samples = 0
     curve = []
     for epoch in range(epochs):
-        order = rng.permutation(n) if shuffle else np.arange(n)
+        order = permutation(rng, n) if shuffle else np.arange(n)
         lr = reference_rate(optimizer, epoch, samples)
         total = 0.0
         for start in range(0, n, batch_size):
