@@ -35,18 +35,38 @@ def problems(draw):
     return net, params, X, make_targets(net, batch, kind, rng)
 
 
+def _reference(net, params, X, Y):
+    return reference_loss_and_grad(net.sizes, net.activations, net.output, net.loss_name,
+                                   net.l2, params, X, Y)
+
+
+def _cancellation_bound(net, params, X, Y):
+    """Per gradient element, 64 rounding errors of the network's dtype times the sum of the
+    magnitudes of the samples' shares of it (each sample's own gradient over the batch size).
+
+    Where the samples' gradients nearly cancel, rounding each one leaves an error of their size,
+    not of their small sum: hypothesis found float32 weight gradients of 2.3e-4 summed from two
+    samples' terms of 0.86, off by 1.3e-7 (5e-4 of the largest gradient element). Elsewhere
+    this bound is below the tests' relative tolerance, which then decides."""
+    shares = sum(np.abs(_reference(net, params, X[i:i + 1], Y[i:i + 1])[1])
+                 for i in range(len(X))) / len(X)
+    return 64 * np.finfo(net.dtype).eps * shares
+
+
 @given(problems())
 def test_backends_agree_with_reference(problem):
     net, params, X, Y = problem
     tol = 1e-5 if net.dtype == np.float32 else 1e-12
-    ref_loss, ref_grad = reference_loss_and_grad(net.sizes, net.activations, net.output,
-                                                 net.loss_name, net.l2, params, X, Y)
+    ref_loss, ref_grad = _reference(net, params, X, Y)
+    largest = np.abs(ref_grad).max()
+    cancellation = _cancellation_bound(net, params, X, Y)
     results = {b: net.value_and_grad(params, X, Y, backend=b) for b in ("matrix", "naive")}
     for loss, grad in results.values():
         assert grad.shape == (net.n_params,) and grad.dtype == net.dtype
         assert rel_diff(loss, ref_loss) <= 10 * tol
-        assert rel_diff(grad, ref_grad) <= 10 * tol
-    assert rel_diff(results["naive"][1], results["matrix"][1]) <= tol
+        assert (np.abs(grad - ref_grad) <= np.maximum(10 * tol * largest, cancellation)).all()
+    disagreement = np.abs(results["naive"][1] - results["matrix"][1])
+    assert (disagreement <= np.maximum(tol * largest, cancellation)).all()
 
 
 @given(problems())
