@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
 from numba.core.errors import TypingError
 
+import fastprop as fp
 from fastprop.cpu.views import borrowed, matrix_view
 
 
@@ -57,10 +60,6 @@ def test_borrowed_array_slices_like_the_original():
 @pytest.mark.parametrize("backend", ["matrix", "naive"])
 def test_entry_points_keep_their_arguments_reference_counts(backend):
     """The kernels borrow their arguments: a call must neither keep nor drop a reference."""
-    import sys
-
-    import fastprop as fp
-
     net = fp.MLP((8, 16, 3), "tanh", dtype=np.float32)
     params = net.init(seed=0)
     X = np.ones((5, 8), np.float32)

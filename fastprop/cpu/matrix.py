@@ -60,8 +60,16 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     """Length of the workspace for a batch of ``batch`` samples (``n_threads`` is not used)."""
     widths = layout[:, N_OUT]
     scratch = int(layout[1:, N_IN].max()) if len(layout) > 1 else 0
-    largest_weights = int((layout[:, N_IN] * layout[:, N_OUT]).max())
-    return batch * (int(widths.sum()) + scratch + 1) + largest_weights
+    return batch * (int(widths.sum()) + scratch + 1) + int(_largest_weights(layout))
+
+
+@jit
+def _largest_weights(layout):
+    """Elements of the largest weight matrix: the size of the workspace's ``W^T`` block."""
+    size = 0
+    for layer in range(layout.shape[0]):
+        size = max(size, layout[layer, N_IN] * layout[layer, N_OUT])
+    return size
 
 
 #: Largest weight matrix (elements) for which a one-sample batch uses compiled loops, not BLAS.
@@ -86,6 +94,15 @@ def _compiled_gemm_fits(rows, inner, cols):
     BLAS's overhead dominates."""
     return (rows >= MR and cols >= NR_QUAD and cols % NR_QUAD == 0
             and rows * inner * cols <= SMALL_GEMM)
+
+
+@jit(inline="always")
+def _product(A, B, out):
+    """``out = A B``: the compiled :func:`~fastprop.cpu.gemm.gemm` where it fits, else BLAS."""
+    if _compiled_gemm_fits(A.shape[0], A.shape[1], B.shape[1]):
+        gemm(A, B, out)
+    else:
+        np.dot(A, B, out)
 
 
 @jit
@@ -142,10 +159,7 @@ def _times_transpose(A, W, out, WT):
 def _times(D, W, out):
     """``out = D W`` (the back-propagated delta); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        if _compiled_gemm_fits(D.shape[0], D.shape[1], W.shape[1]):
-            gemm(D, W, out)
-        else:
-            np.dot(D, W, out)
+        _product(D, W, out)
         return
     out[0, :] = 0
     add_combination(D[0], W, out[0])
@@ -162,10 +176,8 @@ def _transpose_times(D, A, out):
         n_out, n_in = out.shape
         if n_in < n_out and _compiled_gemm_fits(n_in, D.shape[0], n_out):
             gemm(A.T, D, out.T)
-        elif _compiled_gemm_fits(n_out, D.shape[0], n_in):
-            gemm(D.T, A, out)
         else:
-            np.dot(D.T, A, out)
+            _product(D.T, A, out)
         return
     for j in range(D.shape[1]):
         d = D[0, j]
@@ -208,25 +220,16 @@ def _column_sums(D, out):
             out[j] += d[j]
 
 
-@jit(inline="always")
-def _transposed_weights(work, layout, batch, layer):
-    """Room for layer ``layer``'s ``W^T`` in the workspace: the block before the losses."""
-    size = 0
-    for other in range(layout.shape[0]):
-        size = max(size, layout[other, N_IN] * layout[other, N_OUT])
-    return matrix_view(work, work.shape[0] - batch - size, layout[layer, N_IN],
-                       layout[layer, N_OUT])
-
-
 @jit
 def _forward_scores(layout, params, X, work):
     """Forward pass: hidden activations and the last layer's scores, in the workspace."""
     batch = X.shape[0]
     last = layout.shape[0] - 1
+    transposed = work.shape[0] - batch - _largest_weights(layout)  # W^T: before the losses
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
-        WT = _transposed_weights(work, layout, batch, layer)
+        WT = matrix_view(work, transposed, layout[layer, N_IN], layout[layer, N_OUT])
         if layer == 0:
             _times_transpose(X, W, A, WT)
         else:
