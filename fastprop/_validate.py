@@ -153,6 +153,13 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
     return check_array("Y", Y, dtype, batch, n_out), NO_LABELS
 
 
+def check_flag(name: str, value: object) -> bool:
+    """``True`` or ``False`` (Python's or NumPy's), as Python's ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_out(out: object, dtype: np.dtype, n_params: int) -> np.ndarray:
     """A writable gradient buffer of the parameters' layout (overlap: see the module notes)."""
     check_array("out", out, dtype, n_params)

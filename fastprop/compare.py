@@ -97,6 +97,21 @@ def _problem(case: Case, seed: int) -> tuple[MLP, np.ndarray, np.ndarray, np.nda
     return net, params, X, Y
 
 
+def _backend_call(net: MLP, name: str, params: np.ndarray, X: np.ndarray,
+                  Y: np.ndarray) -> Callable[[], object]:
+    """One gradient of backend ``name`` into a buffer of its own, called as a user would (the
+    GPU backends on GPU arrays)."""
+    arrays = (params, X, Y, np.empty_like(params))
+    if BACKENDS[name].device:
+        arrays = tuple(cuda_runtime.to_device(a) for a in arrays)
+    params, X, Y, out = arrays
+
+    def call() -> object:
+        return net.value_and_grad(params, X, Y, backend=name, out=out)
+
+    return call
+
+
 def _calls(case: Case, names: Sequence[str],
            seed: int) -> tuple[dict[str, Callable[[], object]], tuple[float, np.ndarray]]:
     """Zero-argument calls of every contender, and the float64 reference (loss, gradient)."""
@@ -104,11 +119,7 @@ def _calls(case: Case, names: Sequence[str],
     calls: dict[str, Callable[[], object]] = {}
     for name in names:
         if name in BACKENDS:
-            arrays = (params, X, Y, np.empty_like(params))
-            if BACKENDS[name].device:  # the GPU backends are timed on GPU arrays
-                arrays = tuple(cuda_runtime.to_device(a) for a in arrays)
-            calls[name] = (lambda name=name, a=arrays:
-                           net.value_and_grad(*a[:3], backend=name, out=a[3]))
+            calls[name] = _backend_call(net, name, params, X, Y)
         else:
             peer = peers.PEERS[name][0](case.sizes, case.dtype)
             calls[name] = lambda peer=peer: peer(params, X, Y)

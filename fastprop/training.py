@@ -350,6 +350,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     v.check_array("params", params, net.dtype, net.n_params)
     if not params.flags.writeable:
         raise ValueError("params is read-only: train updates it in place")
+    check_finite = v.check_flag("check_finite", check_finite)
     X, Y_rows, labels = _check_data(net, params, X, Y, check_finite)
     n = X.shape[0]
     epochs = _check_count("epochs", epochs)

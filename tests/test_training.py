@@ -254,6 +254,7 @@ def _bad_inputs():
         "unknown backend": ({"backend": "gpu"}, ValueError, "backend must be one of"),
         "params dtype": ({"params": params.astype(np.float32)}, TypeError, "params has dtype"),
         "read-only params": ({"params": read_only}, ValueError, "params is read-only"),
+        "check_finite": ({"check_finite": "no"}, TypeError, "check_finite must be True or False"),
         "early stopping without validation": (
             {"early_stopping": fp.EarlyStopping()}, ValueError, "needs validation="),
         "early stopping type": ({"early_stopping": 3}, TypeError,

@@ -8,6 +8,7 @@ import pytest
 from conftest import BACKENDS, make_problem
 
 import fastprop as fp
+from fastprop.cpu.common import all_finite
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
@@ -184,6 +185,16 @@ def test_read_only_out(regression):
         net.value_and_grad(params, X, Y, out=out)
 
 
+def test_check_finite_must_be_a_bool(regression):
+    net, params, X, Y = regression
+    for method, args in (("value_and_grad", (params, X, Y)), ("loss", (params, X, Y)),
+                         ("forward", (params, X))):
+        for flag in (None, "no", 1, np.array([True])):
+            with pytest.raises(TypeError, match="check_finite must be True or False"):
+                getattr(net, method)(*args, check_finite=flag)
+        getattr(net, method)(*args, check_finite=np.False_)
+
+
 def test_unknown_backend(regression):
     net, params, X, Y = regression
     for backend in ("gpu", None, 3):
@@ -235,3 +246,19 @@ def test_unpack_and_pack_validate(regression):
     (W1, b1), (W2, b2) = net.unpack(params)
     with pytest.raises(ValueError, match="layer 2 must be W"):
         net.pack([(W1, b1), (W2.T, b2)])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_a_bad_value_at_every_position(dtype):
+    """Both halves, the odd last element, 1-D and 2-D, and the empty array."""
+    for n in (*range(10), 33, 4224):
+        values = np.ones(n, dtype)
+        assert all_finite(values) and all_finite(values.reshape(1, n))
+        for position in range(n):
+            for bad in (np.nan, np.inf, -np.inf):
+                values[position] = bad
+                assert not all_finite(values), (n, position, bad)
+                assert not all_finite(values.reshape(1, n)), (n, position, bad)
+            values[position] = np.finfo(dtype).max
+            assert all_finite(values), (n, position)
+            values[position] = 1
