@@ -18,16 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numba
+from numba.core.dispatcher import Dispatcher
 
 #: NumPy's flag bits that an array's numba type depends on (``NPY_ARRAY_C_CONTIGUOUS``,
 #: ``NPY_ARRAY_ALIGNED``, ``NPY_ARRAY_WRITEABLE``; fixed by NumPy's C API).
 TYPE_FLAGS = 0x0001 | 0x0100 | 0x0400
 
 
-def compiled_entry(dispatcher: numba.core.registry.CPUDispatcher,
-                   args: Sequence[object]) -> Callable | None:
-    """The compiled overload of ``dispatcher`` for the types of ``args``, callable as
-    ``entry(*args)`` with no type dispatch; None if the dispatcher has no such overload (call the
-    dispatcher once with ``args`` first)."""
-    overload = dispatcher.overloads.get(tuple(numba.typeof(arg) for arg in args))
+def compiled_entry(kernel: Callable, args: Sequence[object]) -> Callable | None:
+    """The compiled overload of the numba dispatcher ``kernel`` for the types of ``args``,
+    callable as ``entry(*args)`` with no type dispatch; None if ``kernel`` is not a dispatcher or
+    has no such overload (call it once with ``args`` first)."""
+    if not isinstance(kernel, Dispatcher):
+        return None
+    overload = kernel.overloads.get(tuple(numba.typeof(arg) for arg in args))
     return None if overload is None else overload.entry_point
