@@ -33,9 +33,10 @@ class Backend:
         The compiled kernels.
     workspace_size : callable
         ``workspace_size(layout, batch, n_threads) -> int``: the work buffer's length.
-    uses_threads : bool
-        Whether the kernels split work among numba's threads (then the caller passes the current
-        thread count; otherwise 1, and skips asking numba, which costs a call).
+    uses_threads : callable
+        ``uses_threads(batch) -> bool``: whether the kernels may split a batch of ``batch``
+        samples among numba's threads (then the caller passes the current thread count;
+        otherwise 1, and skips asking numba, which costs a call).
     device : bool
         A GPU backend: ``value_and_grad``, ``loss`` and ``forward`` are those of
         :mod:`fastprop.cuda.api`, called with the network and the method's own arguments;
@@ -47,25 +48,29 @@ class Backend:
     loss: Callable
     forward: Callable
     workspace_size: Callable | None
-    uses_threads: bool
+    uses_threads: Callable[[int], bool]
     device: bool = False
 
 
-def _from_module(name: str, module: ModuleType, uses_threads: bool) -> Backend:
+def _from_module(name: str, module: ModuleType) -> Backend:
     return Backend(name, module.value_and_grad, module.loss, module.forward,
-                   module.workspace_size, uses_threads)
+                   module.workspace_size, module.uses_threads)
+
+
+def _one_thread(batch: int) -> bool:
+    return False
 
 
 def _gpu(name: str, form: str) -> Backend:
     return Backend(name, partial(cuda_api.value_and_grad, form=form),
                    partial(cuda_api.loss, form=form), partial(cuda_api.forward, form=form),
-                   None, uses_threads=False, device=True)
+                   None, uses_threads=_one_thread, device=True)
 
 
 #: The backends by name (the GPU ones are listed where CUDA is missing, too).
 BACKENDS: dict[str, Backend] = {
-    "matrix": _from_module("matrix", matrix, uses_threads=False),
-    "naive": _from_module("naive", naive, uses_threads=True),
+    "matrix": _from_module("matrix", matrix),
+    "naive": _from_module("naive", naive),
     "cuda": _gpu("cuda", "matrix"),
     "cuda-naive": _gpu("cuda-naive", "naive"),
 }

@@ -202,7 +202,7 @@ class MLP:
         """``(work, n_threads)``: the backend's work buffer, grown (never shrunk) to fit
         ``batch`` samples on the current number of numba threads; one dictionary lookup for a
         batch size seen before."""
-        n_threads = thread_count() if backend.uses_threads else 1
+        n_threads = thread_count() if backend.uses_threads(batch) else 1
         key = (backend.name, batch, n_threads)
         found = self._workspace_for.get(key)
         if found is None:
@@ -330,7 +330,8 @@ class MLP:
         if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
             entry = compiled_entry(chosen.value_and_grad, args)
             if entry is not None:
-                self._direct_calls[key] = (entry, work, n_threads, chosen.uses_threads)
+                self._direct_calls[key] = (entry, work, n_threads,
+                                           chosen.uses_threads(X.shape[0]))
         return loss, out
 
     def loss(self, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,

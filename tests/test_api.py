@@ -8,9 +8,10 @@ import numba
 import numpy as np
 import pytest
 from conftest import BACKENDS, DTYPES, make_problem, rel_diff
-from reference import reference_forward, reference_loss
+from reference import reference_forward, reference_loss, reference_loss_and_grad
 
 import fastprop as fp
+from fastprop.cpu import matrix
 
 
 def test_layout_and_unpack_views():
@@ -134,6 +135,41 @@ def test_bitwise_deterministic(backend):
     for _ in range(5):
         loss, grad = net.value_and_grad(params, X, Y, backend=backend)
         assert loss == first_loss and grad.tobytes() == first.tobytes()
+
+
+@pytest.mark.parametrize("targets", ["rows", "labels"])
+def test_matrix_batch_split_among_threads(targets):
+    """The matrix kernel with 2 and 3 threads' worth of row blocks (run on however many threads
+    numba has): the float64 reference's numbers, each bitwise the same on every call."""
+    net = fp.MLP([16, 64, 64, 8], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
+    params, X, Y = make_problem(net, 100, targets)
+    backend = fp.BACKENDS["matrix"]
+    Y_rows, labels = net._kernel_inputs(params, X, Y)
+    expected_loss, expected = reference_loss_and_grad(net.sizes, net.activations, net.output,
+                                                      net.loss_name, net.l2, params, X, Y)
+    for n_threads in (1, 2, 3):
+        assert matrix._chunk_count(net._layout, 100, n_threads) == n_threads
+        work = np.empty(backend.workspace_size(net._layout, 100, n_threads))
+        results = []
+        for _ in range(2):
+            grad = np.empty_like(params)
+            status, loss = backend.value_and_grad(net._layout, net._loss_id, params, X, Y_rows,
+                                                  labels, net._l2, True, grad, work, n_threads)
+            assert status == 0
+            assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
+            results.append((loss, grad.tobytes()))
+        assert results[0] == results[1]
+
+
+def test_matrix_splits_only_gradients_of_compiled_products():
+    layout = fp.MLP([16, 64, 64, 8])._layout
+    assert matrix._chunk_count(layout, 100, 4) == 4  # 25 rows each
+    assert matrix._chunk_count(layout, 100, 8) == 6  # at least MIN_CHUNK_ROWS each
+    assert matrix._chunk_count(layout, 100, 1) == 1
+    assert matrix._chunk_count(layout, 31, 2) == 1  # too few rows for two
+    assert matrix._chunk_count(fp.MLP([32, 32, 32, 32, 32])._layout, 64, 2) == 1  # too little
+    assert matrix._chunk_count(fp.MLP([16, 64, 6])._layout, 100, 2) == 1  # 6 columns: BLAS
+    assert matrix._chunk_count(fp.MLP([256, 256, 256])._layout, 256, 2) == 1  # BLAS-sized
 
 
 def test_naive_thread_counts_agree():

@@ -50,6 +50,10 @@ CASES = [
     # The compiled small products' every block kind (4 x 32, 4 x 16, 4 x 4, remainder rows)
     # and the transposed weight gradient of a layer with fewer inputs than outputs.
     Case("compiled-products", (4, 32, 16, 4), "tanh", "identity", "squared", 1e-3, 13, "rows"),
+    # Big enough for the matrix backend to split the batch among two threads (47 rows each:
+    # every block kind again), with integer labels sliced per thread.
+    Case("split-batch", (16, 64, 64, 8), "tanh", "softmax", "cross_entropy", 1e-3, 94,
+         "labels"),
     # A wide layer under narrow ones: the naive backward once wrote past a narrowed buffer here.
     Case("narrow-over-wide", (1, 2, 1, 1, 1), "identity", "identity", "squared", 0.0, 1, "rows"),
 ]

@@ -123,6 +123,13 @@ def activations(work, layout, layer, batch):
 
 
 @jit(inline="always")
+def parameter_count(layout):
+    """Length of the flat parameter vector."""
+    last = layout.shape[0] - 1
+    return layout[last, B_OFF] + layout[last, N_OUT]
+
+
+@jit(inline="always")
 def total_width(layout):
     """Sum of the output widths of all layers."""
     last = layout.shape[0] - 1

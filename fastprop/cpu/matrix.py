@@ -20,20 +20,27 @@ computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` over
 Workspace (one flat array of the network's dtype, see :func:`workspace_size`): every layer's
 activations for the batch, one scratch block for ``D_l W_l``, one for a transposed weight matrix
 (the compiled product of :mod:`fastprop.cpu.gemm` reads ``W^T`` by rows), and at the end the
-per-sample losses.
+per-sample losses. A batch split among threads has one such block per thread, for its rows, then
+the gradients of every thread but the first, then one loss per thread.
 
-Threads: BLAS owns the cores. The large products run on the BLAS's threads; the compiled small
-ones and the element-wise passes run on the calling thread, vectorised (SIMD), and never start
-numba's thread pool. Splitting the passes among numba threads as well made two spinning thread
-pools fight for the cores: on 2 cores, numba's OpenMP workers spinning after a ``prange`` slowed
-the next GEMM 10 to 20 times (64 ms instead of 3.5 ms for a 256-wide network at batch 256). With
-SIMD passes, the serial element-wise work stays a small fraction of the GEMM time (see the
-README's performance notes).
+Threads: a gradient whose products all go to the compiled :func:`~fastprop.cpu.gemm.gemm` (up
+to about 64 x 128 x 128 per thread, see :func:`_chunk_count`) and that is big enough splits its
+batch among numba's threads in one parallel region: each thread runs the whole forward and
+backward pass on its contiguous rows, into its own gradient (the first thread's is ``grad``
+itself), and the gradients are then added in thread order. The result depends on the inputs and
+the thread count only. Every other gradient runs on the calling thread, its large products on the
+BLAS's threads, and never starts numba's thread pool: a gradient never has both pools working.
+Splitting the element-wise passes of a BLAS-bound gradient among numba threads as well made two
+spinning thread pools fight for the cores: on 2 cores, numba's OpenMP workers spinning after a
+``prange`` slowed the next GEMM 10 to 20 times (64 ms instead of 3.5 ms for a 256-wide network at
+batch 256). With SIMD passes, the serial element-wise work stays a small fraction of the GEMM
+time (see the README's performance notes).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from .._jit import jit
 from .._layout import N_IN, N_OUT
@@ -49,6 +56,7 @@ from .common import (
     check_gradient_inputs,
     check_values,
     l2_penalty,
+    parameter_count,
     total_width,
     weights,
 )
@@ -57,10 +65,27 @@ from .views import borrowed, matrix_view
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
-    """Length of the workspace for a batch of ``batch`` samples (``n_threads`` is not used)."""
-    widths = layout[:, N_OUT]
-    scratch = int(layout[1:, N_IN].max()) if len(layout) > 1 else 0
-    return batch * (int(widths.sum()) + scratch + 1) + int(_largest_weights(layout))
+    """Length of the workspace for a batch of ``batch`` samples on ``n_threads`` threads."""
+    n_chunks = int(_chunk_count(layout, batch, n_threads))
+    one_chunk = int(_chunk_workspace(layout, -(-batch // n_chunks)))
+    if n_chunks == 1:
+        return one_chunk
+    return n_chunks * (one_chunk + 1) + (n_chunks - 1) * int(parameter_count(layout))
+
+
+def uses_threads(batch: int) -> bool:
+    """Whether a gradient of ``batch`` samples may split among threads (for smaller batches the
+    thread count makes no difference, and callers need not ask numba for it)."""
+    return batch >= 2 * MIN_CHUNK_ROWS
+
+
+@jit
+def _chunk_workspace(layout, batch):
+    """Workspace of one thread's rows: activations, the ``D W`` scratch, ``W^T``, the losses."""
+    scratch = 0
+    for layer in range(1, layout.shape[0]):
+        scratch = max(scratch, layout[layer, N_IN])
+    return batch * (total_width(layout) + scratch + 1) + _largest_weights(layout)
 
 
 @jit
@@ -78,6 +103,11 @@ SMALL_PRODUCT = 256 * 256
 #: Up to 64 x 128 x 128 the compiled kernel ran 1.6 to 3 times faster than BLAS, whose per-call
 #: overhead dominates there; larger products are left to BLAS's cache blocking and threads.
 SMALL_GEMM = 1 << 20
+#: Fewest rows of a batch per thread, and fewest multiply-adds (``batch x n_params``) of a
+#: gradient that splits among threads: one parallel region costs a few microseconds, the
+#: gradient of 16 x 32 x 4 (67,584) takes 8; 64 x 64 x 4 (1.06 million) took 64 on one thread.
+MIN_CHUNK_ROWS = 16
+PARALLEL_WORK = 1 << 19
 
 # A single sample's products are matrix-vector products, where a BLAS call costs more than the
 # arithmetic (about 0.1 us each): compiled loops do them. They work on four rows of ``W`` at a
@@ -94,6 +124,44 @@ def _compiled_gemm_fits(rows, inner, cols):
     BLAS's overhead dominates."""
     return (rows >= MR and cols >= NR_QUAD and cols % NR_QUAD == 0
             and rows * inner * cols <= SMALL_GEMM)
+
+
+@jit(inline="always")
+def _transposed_weight_gradient(batch, n_in, n_out):
+    """Whether the weight gradient ``D^T A`` of a layer is computed as ``out^T = A^T D``: for
+    fewer inputs than outputs, where that fits the compiled product (see
+    :func:`_transpose_times`)."""
+    return n_in < n_out and _compiled_gemm_fits(n_in, batch, n_out)
+
+
+@jit
+def _all_products_compiled(layout, batch):
+    """Whether every product of a gradient at ``batch`` (> 1) rows goes to the compiled
+    :func:`~fastprop.cpu.gemm.gemm`, none to BLAS (the choices of :func:`_times_transpose`,
+    :func:`_transpose_times` and :func:`_times`)."""
+    for layer in range(layout.shape[0]):
+        n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
+        if not _compiled_gemm_fits(batch, n_in, n_out):
+            return False
+        if not (_transposed_weight_gradient(batch, n_in, n_out)
+                or _compiled_gemm_fits(n_out, batch, n_in)):
+            return False
+        if layer > 0 and not _compiled_gemm_fits(batch, n_out, n_in):
+            return False
+    return True
+
+
+@jit
+def _chunk_count(layout, batch, n_threads):
+    """Threads that a gradient of ``batch`` samples splits among: 1 unless each gets at least
+    :data:`MIN_CHUNK_ROWS` rows, the gradient has at least :data:`PARALLEL_WORK` multiply-adds
+    per layer pass, and every product of a thread's rows is compiled (BLAS inside the parallel
+    region would start the BLAS's threads too)."""
+    n_chunks = min(n_threads, batch // MIN_CHUNK_ROWS)
+    if (n_chunks < 2 or batch * parameter_count(layout) < PARALLEL_WORK
+            or not _all_products_compiled(layout, -(-batch // n_chunks))):
+        return 1
+    return n_chunks
 
 
 @jit(inline="always")
@@ -174,7 +242,7 @@ def _transpose_times(D, A, out):
     wider result fills the wide micro-kernel (32 x 32 x 4 float32: 0.13 µs, BLAS 0.45)."""
     if D.shape[0] > 1 or out.size > SMALL_PRODUCT:
         n_out, n_in = out.shape
-        if n_in < n_out and _compiled_gemm_fits(n_in, D.shape[0], n_out):
+        if _transposed_weight_gradient(D.shape[0], n_in, n_out):
             gemm(A.T, D, out.T)
         else:
             _product(D.T, A, out)
@@ -238,29 +306,23 @@ def _forward_scores(layout, params, X, work):
 
 
 @jit
-def _mean_loss(layout, loss_id, X, Y, labels, work):
-    """Forward pass, then the mean loss; the scores become the output deltas."""
-    batch = X.shape[0]
+def _loss_sum(layout, loss_id, Y, labels, scale, batch, work):
+    """After the forward pass: the sum of the samples' losses; the scores become the output
+    deltas, scaled by ``scale``."""
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, batch)
     row_losses = work[work.shape[0] - batch:]
-    scale = work.dtype.type(1) / batch
     batch_loss_and_delta(loss_id, activation_id(layout, last), Z, Y, labels, scale, row_losses)
-    return row_losses.sum() * scale
+    return row_losses.sum()
 
 
 @jit
-def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
-                   n_threads):
-    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
-    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, grad, work = borrowed(labels), borrowed(grad), borrowed(work)
-    status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
-    if status != OK:
-        return status, l2 * 0
+def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work):
+    """Forward and backward pass over the rows of ``X``: their summed loss; ``grad`` (written)
+    is the gradient of ``scale`` times that sum."""
     batch = X.shape[0]
     _forward_scores(layout, params, X, work)
-    loss = _mean_loss(layout, loss_id, X, Y, labels, work)
+    total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
     scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
         D = activations(work, layout, layer, batch)
@@ -276,8 +338,53 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
             _times(D, W, G)
             _times_derivative(G, A_in, activation_id(layout, layer - 1))
+    return total
+
+
+@jit(parallel=True)
+def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_chunks):
+    """:func:`_gradient` of the whole batch, in ``n_chunks`` contiguous row blocks run by as
+    many threads. The first writes ``grad``, the others their own gradient in ``work``; these
+    are added to ``grad`` in block order."""
+    batch = X.shape[0]
+    size = _chunk_workspace(layout, -(-batch // n_chunks))
+    n_params = grad.shape[0]
+    gradients = work[n_chunks * size:n_chunks * size + (n_chunks - 1) * n_params]
+    losses = work[n_chunks * size + gradients.shape[0]:]
+    for c in prange(n_chunks):
+        start = c * batch // n_chunks
+        stop = (c + 1) * batch // n_chunks
+        target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
+        losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
+                              labels[start:stop], scale, target, work[c * size:(c + 1) * size])
+    total = losses[0]
+    for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
+        total += losses[c]        # array sums into parallel reductions with allocations)
+        part = gradients[(c - 1) * n_params:c * n_params]
+        for k in range(n_params):
+            grad[k] += part[k]
+    return total
+
+
+@jit
+def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
+                   n_threads):
+    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, grad, work = borrowed(labels), borrowed(grad), borrowed(work)
+    status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
+    if status != OK:
+        return status, l2 * 0
+    batch = X.shape[0]
+    scale = work.dtype.type(1) / batch
+    n_chunks = _chunk_count(layout, batch, n_threads)
+    if n_chunks == 1:
+        total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work)
+    else:
+        total = _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
+                                n_chunks)
     add_l2(layout, params, l2, grad)
-    return OK, loss + l2_penalty(layout, params, l2)
+    return OK, total * scale + l2_penalty(layout, params, l2)
 
 
 @jit
@@ -289,7 +396,10 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     if status != OK:
         return status, l2 * 0
     _forward_scores(layout, params, X, work)
-    return OK, _mean_loss(layout, loss_id, X, Y, labels, work) + l2_penalty(layout, params, l2)
+    batch = X.shape[0]
+    scale = work.dtype.type(1) / batch
+    total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
+    return OK, total * scale + l2_penalty(layout, params, l2)
 
 
 @jit

@@ -30,7 +30,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from .._layout import A_OFF, B_OFF, N_IN, N_OUT
+from .._layout import A_OFF, N_IN, N_OUT
 from ..activations import activate, derivative
 from ..losses import loss_and_delta, output_activation
 from .common import (
@@ -42,6 +42,7 @@ from .common import (
     check_gradient_inputs,
     check_values,
     l2_penalty,
+    parameter_count,
     total_width,
     weights,
 )
@@ -53,11 +54,15 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     return min(batch, n_threads) * (_chunk_size(layout) + 1)
 
 
+def uses_threads(batch: int) -> bool:
+    """Whether a batch of ``batch`` samples may split among threads (any batch of two or more)."""
+    return batch > 1
+
+
 @jit
 def _chunk_size(layout):
-    last = layout.shape[0] - 1
-    n_params = layout[last, B_OFF] + layout[last, N_OUT]
-    return n_params + layout[0, N_IN] + total_width(layout) + 2 * layout[:, N_OUT].max()
+    return (parameter_count(layout) + layout[0, N_IN] + total_width(layout)
+            + 2 * layout[:, N_OUT].max())
 
 
 @jit(inline="always")
