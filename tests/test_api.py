@@ -137,11 +137,12 @@ def test_bitwise_deterministic(backend):
         assert loss == first_loss and grad.tobytes() == first.tobytes()
 
 
-@pytest.mark.parametrize("targets", ["rows", "labels"])
-def test_matrix_batch_split_among_threads(targets):
+@pytest.mark.parametrize(("width", "targets"), [(64, "rows"), (64, "labels"), (256, "rows")])
+def test_matrix_batch_split_among_threads(width, targets):
     """The matrix kernel with 2 and 3 threads' worth of row blocks (run on however many threads
-    numba has): the float64 reference's numbers, each bitwise the same on every call."""
-    net = fp.MLP([16, 64, 64, 8], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
+    numba has): the float64 reference's numbers, each bitwise the same on every call. At width
+    256 the products of a thread's rows are larger than SMALL_GEMM: compiled only when split."""
+    net = fp.MLP([16, width, width, 8], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
     params, X, Y = make_problem(net, 100, targets)
     backend = fp.BACKENDS["matrix"]
     Y_rows, labels = net._kernel_inputs(params, X, Y)
@@ -169,7 +170,8 @@ def test_matrix_splits_only_gradients_of_compiled_products():
     assert matrix._chunk_count(layout, 31, 2) == 1  # too few rows for two
     assert matrix._chunk_count(fp.MLP([32, 32, 32, 32, 32])._layout, 64, 2) == 1  # too little
     assert matrix._chunk_count(fp.MLP([16, 64, 6])._layout, 100, 2) == 1  # 6 columns: BLAS
-    assert matrix._chunk_count(fp.MLP([256, 256, 256])._layout, 256, 2) == 1  # BLAS-sized
+    assert matrix._chunk_count(fp.MLP([256, 256, 256])._layout, 256, 2) == 2
+    assert matrix._chunk_count(fp.MLP([256, 512, 256])._layout, 256, 2) == 1  # BLAS-sized
 
 
 def test_naive_thread_counts_agree():

@@ -108,6 +108,12 @@ SMALL_GEMM = 1 << 20
 #: gradient of 16 x 32 x 4 (67,584) takes 8; 64 x 64 x 4 (1.06 million) took 64 on one thread.
 MIN_CHUNK_ROWS = 16
 PARALLEL_WORK = 1 << 19
+#: In a batch split among threads, the largest product of a thread's rows, and the largest weight
+#: matrix (elements; read once per four rows, it stays in the core's cache up to this size), for
+#: which every product is compiled. With the cores split this way, 256 x 256 x 4 took 2.5 ms in
+#: float64 (1.4 in float32), where products on OpenBLAS's two threads took 3.4 (2.4).
+SPLIT_GEMM = 1 << 24
+SPLIT_WEIGHTS = 1 << 16
 
 # A single sample's products are matrix-vector products, where a BLAS call costs more than the
 # arithmetic (about 0.1 us each): compiled loops do them. They work on four rows of ``W`` at a
@@ -117,21 +123,22 @@ PARALLEL_WORK = 1 << 19
 
 
 @jit(inline="always")
-def _compiled_gemm_fits(rows, inner, cols):
+def _compiled_gemm_fits(rows, inner, cols, limit):
     """Whether a ``rows x inner x cols`` product goes to :func:`~fastprop.cpu.gemm.gemm`: at
     least one micro-kernel block, every column in one (the row-by-row loop that takes a last
-    1 to 3 columns is latency-bound: 5.8 µs for 32 x 64 x 2, BLAS 0.46), and small enough that
-    BLAS's overhead dominates."""
+    1 to 3 columns is latency-bound: 5.8 µs for 32 x 64 x 2, BLAS 0.46), and at most ``limit``
+    multiply-adds (:data:`SMALL_GEMM`, where BLAS's overhead dominates, or :data:`SPLIT_GEMM` in a
+    batch split among threads)."""
     return (rows >= MR and cols >= NR_QUAD and cols % NR_QUAD == 0
-            and rows * inner * cols <= SMALL_GEMM)
+            and rows * inner * cols <= limit)
 
 
 @jit(inline="always")
-def _transposed_weight_gradient(batch, n_in, n_out):
+def _transposed_weight_gradient(batch, n_in, n_out, limit):
     """Whether the weight gradient ``D^T A`` of a layer is computed as ``out^T = A^T D``: for
     fewer inputs than outputs, where that fits the compiled product (see
     :func:`_transpose_times`)."""
-    return n_in < n_out and _compiled_gemm_fits(n_in, batch, n_out)
+    return n_in < n_out and _compiled_gemm_fits(n_in, batch, n_out, limit)
 
 
 @jit
@@ -141,12 +148,12 @@ def _all_products_compiled(layout, batch):
     :func:`_transpose_times` and :func:`_times`)."""
     for layer in range(layout.shape[0]):
         n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
-        if not _compiled_gemm_fits(batch, n_in, n_out):
+        if n_in * n_out > SPLIT_WEIGHTS or not _compiled_gemm_fits(batch, n_in, n_out, SPLIT_GEMM):
             return False
-        if not (_transposed_weight_gradient(batch, n_in, n_out)
-                or _compiled_gemm_fits(n_out, batch, n_in)):
+        if not (_transposed_weight_gradient(batch, n_in, n_out, SPLIT_GEMM)
+                or _compiled_gemm_fits(n_out, batch, n_in, SPLIT_GEMM)):
             return False
-        if layer > 0 and not _compiled_gemm_fits(batch, n_out, n_in):
+        if layer > 0 and not _compiled_gemm_fits(batch, n_out, n_in, SPLIT_GEMM):
             return False
     return True
 
@@ -165,9 +172,9 @@ def _chunk_count(layout, batch, n_threads):
 
 
 @jit(inline="always")
-def _product(A, B, out):
+def _product(A, B, out, limit):
     """``out = A B``: the compiled :func:`~fastprop.cpu.gemm.gemm` where it fits, else BLAS."""
-    if _compiled_gemm_fits(A.shape[0], A.shape[1], B.shape[1]):
+    if _compiled_gemm_fits(A.shape[0], A.shape[1], B.shape[1], limit):
         gemm(A, B, out)
     else:
         np.dot(A, B, out)
@@ -192,11 +199,11 @@ def _transpose_into(W, WT):
 
 
 @jit(fastmath={"reassoc"})
-def _times_transpose(A, W, out, WT):
+def _times_transpose(A, W, out, WT, limit):
     """``out = A W^T``; ``reassoc`` lets each dot product of a single sample run in SIMD lanes.
     ``WT`` is room for ``W^T`` (``n_in x n_out``), which the compiled product reads by rows."""
     if A.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        if _compiled_gemm_fits(A.shape[0], A.shape[1], W.shape[0]):
+        if _compiled_gemm_fits(A.shape[0], A.shape[1], W.shape[0], limit):
             _transpose_into(W, WT)
             gemm(A, WT, out)
         else:
@@ -224,17 +231,17 @@ def _times_transpose(A, W, out, WT):
 
 
 @jit
-def _times(D, W, out):
+def _times(D, W, out, limit):
     """``out = D W`` (the back-propagated delta); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        _product(D, W, out)
+        _product(D, W, out, limit)
         return
     out[0, :] = 0
     add_combination(D[0], W, out[0])
 
 
 @jit
-def _transpose_times(D, A, out):
+def _transpose_times(D, A, out, limit):
     """``out = D^T A`` (the weight gradient); one sample as an outer product.
 
     The compiled product computes ``out^T = A^T D`` instead where ``out`` has fewer columns than
@@ -242,10 +249,10 @@ def _transpose_times(D, A, out):
     wider result fills the wide micro-kernel (32 x 32 x 4 float32: 0.13 µs, BLAS 0.45)."""
     if D.shape[0] > 1 or out.size > SMALL_PRODUCT:
         n_out, n_in = out.shape
-        if _transposed_weight_gradient(D.shape[0], n_in, n_out):
+        if _transposed_weight_gradient(D.shape[0], n_in, n_out, limit):
             gemm(A.T, D, out.T)
         else:
-            _product(D.T, A, out)
+            _product(D.T, A, out, limit)
         return
     for j in range(D.shape[1]):
         d = D[0, j]
@@ -289,7 +296,7 @@ def _column_sums(D, out):
 
 
 @jit
-def _forward_scores(layout, params, X, work):
+def _forward_scores(layout, params, X, work, limit):
     """Forward pass: hidden activations and the last layer's scores, in the workspace."""
     batch = X.shape[0]
     last = layout.shape[0] - 1
@@ -299,9 +306,9 @@ def _forward_scores(layout, params, X, work):
         A = activations(work, layout, layer, batch)
         WT = matrix_view(work, transposed, layout[layer, N_IN], layout[layer, N_OUT])
         if layer == 0:
-            _times_transpose(X, W, A, WT)
+            _times_transpose(X, W, A, WT, limit)
         else:
-            _times_transpose(activations(work, layout, layer - 1, batch), W, A, WT)
+            _times_transpose(activations(work, layout, layer - 1, batch), W, A, WT, limit)
         _bias_activation(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
@@ -317,11 +324,11 @@ def _loss_sum(layout, loss_id, Y, labels, scale, batch, work):
 
 
 @jit
-def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work):
+def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, limit):
     """Forward and backward pass over the rows of ``X``: their summed loss; ``grad`` (written)
     is the gradient of ``scale`` times that sum."""
     batch = X.shape[0]
-    _forward_scores(layout, params, X, work)
+    _forward_scores(layout, params, X, work, limit)
     total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
     scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
@@ -329,14 +336,14 @@ def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work):
         W, _ = weights(params, layout, layer)
         dW, db = weights(grad, layout, layer)
         if layer == 0:
-            _transpose_times(D, X, dW)
+            _transpose_times(D, X, dW, limit)
         else:
             A_in = activations(work, layout, layer - 1, batch)
-            _transpose_times(D, A_in, dW)
+            _transpose_times(D, A_in, dW, limit)
         _column_sums(D, db)
         if layer > 0:
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
-            _times(D, W, G)
+            _times(D, W, G, limit)
             _times_derivative(G, A_in, activation_id(layout, layer - 1))
     return total
 
@@ -356,7 +363,8 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_
         stop = (c + 1) * batch // n_chunks
         target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
         losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
-                              labels[start:stop], scale, target, work[c * size:(c + 1) * size])
+                              labels[start:stop], scale, target, work[c * size:(c + 1) * size],
+                              SPLIT_GEMM)
     total = losses[0]
     for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
         total += losses[c]        # array sums into parallel reductions with allocations)
@@ -379,7 +387,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     scale = work.dtype.type(1) / batch
     n_chunks = _chunk_count(layout, batch, n_threads)
     if n_chunks == 1:
-        total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work)
+        total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, SMALL_GEMM)
     else:
         total = _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
                                 n_chunks)
@@ -395,7 +403,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
-    _forward_scores(layout, params, X, work)
+    _forward_scores(layout, params, X, work, SMALL_GEMM)
     batch = X.shape[0]
     scale = work.dtype.type(1) / batch
     total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
@@ -410,7 +418,7 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
-    _forward_scores(layout, params, X, work)
+    _forward_scores(layout, params, X, work, SMALL_GEMM)
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, X.shape[0])
     for i in range(X.shape[0]):
