@@ -16,12 +16,16 @@ Parallelism and determinism: the batch is cut into ``n_chunks = min(batch, numba
 contiguous chunks, each run by one thread with its own gradient accumulator and per-sample
 buffers; after the parallel loop the accumulators are added up in chunk order. The result depends
 only on the inputs and the thread count, and is bitwise the same on every call. A batch in one
-chunk (one sample, or one thread) accumulates straight into the gradient. The first sample of a
-chunk writes its gradient instead of adding it, so no accumulator is ever zeroed.
+chunk (one sample, or one thread) accumulates straight into the gradient.
 
-Workspace per chunk (see :func:`workspace_size`): a gradient accumulator (``n_params``), the
-sample's input and every layer's activations side by side, two delta rows; then one loss slot per
-chunk.
+A chunk runs its samples two at a time: each sample's forward pass and deltas, then one pass
+over the accumulator adds both samples' ``delta_j a_i`` (:func:`_add_gradients`), reading and
+writing each of its elements once per pair. The first pair of a chunk writes its gradient
+instead of adding it, so no accumulator is ever zeroed.
+
+Workspace per chunk (see :func:`workspace_size`): a gradient accumulator (``n_params``), then for
+each of two samples its input and every layer's activations side by side and every layer's
+delta; then one loss slot per chunk.
 """
 
 from __future__ import annotations
@@ -61,8 +65,21 @@ def uses_threads(batch: int) -> bool:
 
 @jit
 def _chunk_size(layout):
-    return (parameter_count(layout) + layout[0, N_IN] + total_width(layout)
-            + 2 * layout[:, N_OUT].max())
+    """A chunk's gradient accumulator, then two samples' buffers (:func:`_sample_size`)."""
+    return parameter_count(layout) + 2 * _sample_size(layout)
+
+
+@jit(inline="always")
+def _sample_size(layout):
+    """One sample's input and activations side by side, then every layer's delta."""
+    return layout[0, N_IN] + 2 * total_width(layout)
+
+
+@jit(inline="always")
+def _layer_delta(layout, deltas, layer):
+    """View of layer ``layer``'s delta in a sample's ``deltas`` row."""
+    start = layout[layer, A_OFF]
+    return deltas[start:start + layout[layer, N_OUT]]
 
 
 @jit(inline="always")
@@ -96,58 +113,82 @@ def _forward_sample(layout, params, x, acts):
 
 
 @jit
-def _backward_sample(layout, params, acts, delta, spare, acc, first):
-    """Add one sample's gradient to ``acc`` (write it there when ``first``), from its output
-    delta (in ``delta``).
-
-    ``delta`` and ``spare`` are full-width rows (the widest layer); they trade places at every
-    layer, and each layer uses only their first ``n_out`` / ``n_in`` elements.
-    """
-    for layer in range(layout.shape[0] - 1, -1, -1):
-        n_in = layout[layer, N_IN]
-        n_out = layout[layer, N_OUT]
-        a_in = _layer_input(layout, acts, layer)
-        W, _ = weights(params, layout, layer)
-        dW, db = weights(acc, layout, layer)
-        for j in range(n_out):
-            d = delta[j]
-            if first:
-                db[j] = d
-                for i in range(n_in):
-                    dW[j, i] = d * a_in[i]
-            else:
-                db[j] += d
-                for i in range(n_in):
-                    dW[j, i] += d * a_in[i]
-        if layer > 0:
-            # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, over h in increasing order, by fours.
-            spare[:n_in] = 0
-            add_combination(delta, W, spare[:n_in])
+def _sample(layout, loss_id, params, X, Y, labels, s, scale, buffer, with_grad):
+    """Sample ``s``: its loss; its activations and, ``with_grad``, every layer's delta in
+    ``buffer`` (see :func:`_sample_size`)."""
+    acts = buffer[:layout[0, N_IN] + total_width(layout)]
+    deltas = buffer[acts.shape[0]:acts.shape[0] + total_width(layout)]
+    last = layout.shape[0] - 1
+    n_out = layout[last, N_OUT]
+    _forward_sample(layout, params, X[s], acts)
+    loss = loss_and_delta(loss_id, activation_id(layout, last), acts[acts.shape[0] - n_out:], Y,
+                          labels, s, scale, _layer_delta(layout, deltas, last))
+    if with_grad:
+        # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, over h in increasing order, by fours.
+        for layer in range(last, 0, -1):
+            below = _layer_delta(layout, deltas, layer - 1)
+            below[:] = 0
+            W, _ = weights(params, layout, layer)
+            add_combination(_layer_delta(layout, deltas, layer), W, below)
+            a_in = _layer_input(layout, acts, layer)
             act = activation_id(layout, layer - 1)
-            for i in range(n_in):
-                spare[i] *= derivative(act, a_in[i])
-            delta, spare = spare, delta
+            for i in range(below.shape[0]):
+                below[i] *= derivative(act, a_in[i])
+    return loss
+
+
+@jit
+def _add_gradients(layout, first, second, pair, acc, write):
+    """Add the gradient of the sample in ``first``, and of the one in ``second`` when ``pair``,
+    to ``acc`` (write it there when ``write``): ``dW_ji += d_j a_i + d'_j a'_i``. Two samples per
+    pass read and write each accumulator element once for both: at width 512 the accumulator
+    is megabytes, beyond the core's cache, and this traffic bounded the backend on two
+    threads."""
+    inputs = layout[0, N_IN] + total_width(layout)
+    for layer in range(layout.shape[0]):
+        a = _layer_input(layout, first, layer)
+        d = _layer_delta(layout, first[inputs:], layer)
+        a2 = _layer_input(layout, second, layer)
+        d2 = _layer_delta(layout, second[inputs:], layer)
+        dW, db = weights(acc, layout, layer)
+        for j in range(d.shape[0]):
+            row = dW[j]
+            if pair:
+                p, q = d[j], d2[j]
+                if write:
+                    db[j] = p + q
+                    for i in range(row.shape[0]):
+                        row[i] = p * a[i] + q * a2[i]
+                else:
+                    db[j] += p + q
+                    for i in range(row.shape[0]):
+                        row[i] += p * a[i] + q * a2[i]
+            elif write:
+                db[j] = d[j]
+                for i in range(row.shape[0]):
+                    row[i] = d[j] * a[i]
+            else:
+                db[j] += d[j]
+                for i in range(row.shape[0]):
+                    row[i] += d[j] * a[i]
 
 
 @jit
 def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, acc, with_grad):
-    """Samples ``start:stop``: their summed loss; the sum of their gradients written into
-    ``acc`` (the chunk's accumulator in ``buffer``, or the gradient itself)."""
-    n_params = params.shape[0]
-    width = layout[:, N_OUT].max()
-    acts = buffer[n_params:n_params + layout[0, N_IN] + total_width(layout)]
-    rows = buffer[acts.shape[0] + n_params:]
-    delta, spare = rows[:width], rows[width:2 * width]
-    last = layout.shape[0] - 1
-    n_out = layout[last, N_OUT]
-    scores = acts[acts.shape[0] - n_out:]
-    out_id = activation_id(layout, last)
+    """Samples ``start:stop``, two at a time: their summed loss; the sum of their gradients
+    written into ``acc`` (the chunk's accumulator in ``buffer``, or the gradient itself)."""
+    size = _sample_size(layout)
+    samples = buffer[parameter_count(layout):]
+    first, second = samples[:size], samples[size:2 * size]
     total = scale * 0
-    for s in range(start, stop):
-        _forward_sample(layout, params, X[s], acts)
-        total += loss_and_delta(loss_id, out_id, scores, Y, labels, s, scale, delta[:n_out])
+    for s in range(start, stop, 2):
+        pair = s + 1 < stop
+        total += _sample(layout, loss_id, params, X, Y, labels, s, scale, first, with_grad)
+        if pair:
+            total += _sample(layout, loss_id, params, X, Y, labels, s + 1, scale, second,
+                             with_grad)
         if with_grad:
-            _backward_sample(layout, params, acts, delta, spare, acc, s == start)
+            _add_gradients(layout, first, second, pair, acc, s == start)
     return total
 
 
