@@ -295,13 +295,12 @@ class MLP:
         key = None
         if (type(params) is ndarray and type(X) is ndarray and type(Y) is ndarray
                 and type(out) is ndarray and params.dtype is dtype and X.dtype is dtype
-                and out.dtype is dtype and type(backend) is str
-                and (check_finite is True or check_finite is False)):
+                and out.dtype is dtype and (Y.dtype is dtype or Y.dtype is _INT64)
+                and type(backend) is str and (check_finite is True or check_finite is False)):
             takes_labels = Y.dtype is _INT64
-            if takes_labels or Y.dtype is dtype:
-                key = (backend, X.shape, Y.shape, takes_labels, params.shape, out.shape,
-                       params.flags.num & TYPE_FLAGS, X.flags.num & TYPE_FLAGS,
-                       Y.flags.num & TYPE_FLAGS, out.flags.num & TYPE_FLAGS)
+            key = (backend, X.shape, Y.shape, takes_labels, params.shape, out.shape,
+                   params.flags.num & TYPE_FLAGS, X.flags.num & TYPE_FLAGS,
+                   Y.flags.num & TYPE_FLAGS, out.flags.num & TYPE_FLAGS)
             direct = self._direct_calls.get(key)
             if direct is not None:
                 entry, work, n_threads, uses_threads = direct

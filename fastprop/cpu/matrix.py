@@ -23,8 +23,9 @@ activations for the batch, one scratch block for ``D_l W_l``, one for a transpos
 per-sample losses. A batch split among threads has one such block per thread, for its rows, then
 the gradients of every thread but the first, then one loss per thread.
 
-Threads: a gradient whose products all go to the compiled :func:`~fastprop.cpu.gemm.gemm` (up
-to about 64 x 128 x 128 per thread, see :func:`_chunk_count`) and that is big enough splits its
+Threads: a gradient whose products of a thread's rows can all go to the compiled
+:func:`~fastprop.cpu.gemm.gemm` (weights up to 256 x 256, see :func:`_chunk_count`) and that is
+big enough splits its
 batch among numba's threads in one parallel region: each thread runs the whole forward and
 backward pass on its contiguous rows, into its own gradient (the first thread's is ``grad``
 itself), and the gradients are then added in thread order. The result depends on the inputs and
@@ -67,7 +68,7 @@ from .views import borrowed, matrix_view
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     """Length of the workspace for a batch of ``batch`` samples on ``n_threads`` threads."""
     n_chunks = int(_chunk_count(layout, batch, n_threads))
-    one_chunk = int(_chunk_workspace(layout, -(-batch // n_chunks)))
+    one_chunk = int(_chunk_workspace(layout, _chunk_rows(batch, n_chunks)))
     if n_chunks == 1:
         return one_chunk
     return n_chunks * (one_chunk + 1) + (n_chunks - 1) * int(parameter_count(layout))
@@ -77,6 +78,13 @@ def uses_threads(batch: int) -> bool:
     """Whether a gradient of ``batch`` samples may split among threads (for smaller batches the
     thread count makes no difference, and callers need not ask numba for it)."""
     return batch >= 2 * MIN_CHUNK_ROWS
+
+
+@jit(inline="always")
+def _chunk_rows(batch, n_chunks):
+    """Rows of the largest of ``n_chunks`` contiguous blocks of a batch (block ``c`` is rows
+    ``c * batch // n_chunks`` up to ``(c + 1) * batch // n_chunks``)."""
+    return -(-batch // n_chunks)
 
 
 @jit
@@ -166,7 +174,7 @@ def _chunk_count(layout, batch, n_threads):
     region would start the BLAS's threads too)."""
     n_chunks = min(n_threads, batch // MIN_CHUNK_ROWS)
     if (n_chunks < 2 or batch * parameter_count(layout) < PARALLEL_WORK
-            or not _all_products_compiled(layout, -(-batch // n_chunks))):
+            or not _all_products_compiled(layout, _chunk_rows(batch, n_chunks))):
         return 1
     return n_chunks
 
@@ -354,7 +362,7 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_
     many threads. The first writes ``grad``, the others their own gradient in ``work``; these
     are added to ``grad`` in block order."""
     batch = X.shape[0]
-    size = _chunk_workspace(layout, -(-batch // n_chunks))
+    size = _chunk_workspace(layout, _chunk_rows(batch, n_chunks))
     n_params = grad.shape[0]
     gradients = work[n_chunks * size:n_chunks * size + (n_chunks - 1) * n_params]
     losses = work[n_chunks * size + gradients.shape[0]:]

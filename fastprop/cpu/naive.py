@@ -76,6 +76,14 @@ def _sample_size(layout):
 
 
 @jit(inline="always")
+def _sample_parts(layout, buffer):
+    """``(acts, deltas)``: a sample's input and activations side by side, and every layer's
+    delta, at the start of ``buffer`` (at least :func:`_sample_size` long)."""
+    n_acts = layout[0, N_IN] + total_width(layout)
+    return buffer[:n_acts], buffer[n_acts:n_acts + total_width(layout)]
+
+
+@jit(inline="always")
 def _layer_delta(layout, deltas, layer):
     """View of layer ``layer``'s delta in a sample's ``deltas`` row."""
     start = layout[layer, A_OFF]
@@ -116,8 +124,7 @@ def _forward_sample(layout, params, x, acts):
 def _sample(layout, loss_id, params, X, Y, labels, s, scale, buffer, with_grad):
     """Sample ``s``: its loss; its activations and, ``with_grad``, every layer's delta in
     ``buffer`` (see :func:`_sample_size`)."""
-    acts = buffer[:layout[0, N_IN] + total_width(layout)]
-    deltas = buffer[acts.shape[0]:acts.shape[0] + total_width(layout)]
+    acts, deltas = _sample_parts(layout, buffer)
     last = layout.shape[0] - 1
     n_out = layout[last, N_OUT]
     _forward_sample(layout, params, X[s], acts)
@@ -144,12 +151,13 @@ def _add_gradients(layout, first, second, pair, acc, write):
     pass read and write each accumulator element once for both: at width 512 the accumulator
     is megabytes, beyond the core's cache, and this traffic bounded the backend on two
     threads."""
-    inputs = layout[0, N_IN] + total_width(layout)
+    acts, deltas = _sample_parts(layout, first)
+    acts2, deltas2 = _sample_parts(layout, second)
     for layer in range(layout.shape[0]):
-        a = _layer_input(layout, first, layer)
-        d = _layer_delta(layout, first[inputs:], layer)
-        a2 = _layer_input(layout, second, layer)
-        d2 = _layer_delta(layout, second[inputs:], layer)
+        a = _layer_input(layout, acts, layer)
+        d = _layer_delta(layout, deltas, layer)
+        a2 = _layer_input(layout, acts2, layer)
+        d2 = _layer_delta(layout, deltas2, layer)
         dW, db = weights(acc, layout, layer)
         for j in range(d.shape[0]):
             row = dW[j]
@@ -266,7 +274,7 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
-    acts = work[:layout[0, N_IN] + total_width(layout)]
+    acts, _ = _sample_parts(layout, work)
     last = layout.shape[0] - 1
     scores = acts[acts.shape[0] - layout[last, N_OUT]:]
     for s in range(X.shape[0]):
