@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pickle
 
-import numba
 import numpy as np
 import pytest
 from conftest import BACKENDS, DTYPES, make_problem, rel_diff
 from reference import reference_forward, reference_loss, reference_loss_and_grad
 
 import fastprop as fp
-from fastprop.cpu import matrix
+from fastprop.cpu import matrix, naive
 
 
 def test_layout_and_unpack_views():
@@ -174,20 +173,31 @@ def test_matrix_splits_only_gradients_of_compiled_products():
     assert matrix._chunk_count(fp.MLP([256, 512, 256])._layout, 256, 2) == 1  # BLAS-sized
 
 
-def test_naive_thread_counts_agree():
-    """Naive on one thread and on every thread: different chunks, the same numbers to
-    rounding; and a batch of one sample gives bitwise the same on any thread count."""
-    net = fp.MLP([20, 33, 17, 5], "tanh")
-    params, X, Y = make_problem(net, 37, "rows")
-    threads = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        serial = net.value_and_grad(params, X, Y, backend="naive")[1]
-        single = net.value_and_grad(params, X[:1], Y[:1], backend="naive")[1]
-    finally:
-        numba.set_num_threads(threads)
-    assert rel_diff(net.value_and_grad(params, X, Y, backend="naive")[1], serial) < 1e-14
-    assert (net.value_and_grad(params, X[:1], Y[:1], backend="naive")[1] == single).all()
+def test_naive_is_bitwise_the_same_on_any_thread_count():
+    """The naive kernel with 1 to 4 threads' worth of samples and gradient rows (run on however
+    many threads numba has): the float64 reference's numbers, bitwise the same for every count.
+    Three groups of samples, the last of 22 (not a multiple of four); 300 inputs make bands of
+    four rows, the last of a 17-row layer one row; and the one-sample batch."""
+    net = fp.MLP([300, 17, 9, 5], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
+    batch = 2 * naive.GROUP + 22
+    params, X, Y = make_problem(net, batch, "labels")
+    backend = fp.BACKENDS["naive"]
+    Y_rows, labels = net._kernel_inputs(params, X, Y)
+    for rows in (slice(0, batch), slice(7, 8)):
+        expected_loss, expected = reference_loss_and_grad(
+            net.sizes, net.activations, net.output, net.loss_name, net.l2, params, X[rows],
+            Y[rows])
+        results = set()
+        for n_threads in (1, 2, 3, 4):
+            work = np.empty(backend.workspace_size(net._layout, len(X[rows]), n_threads))
+            grad = np.empty_like(params)
+            status, loss = backend.value_and_grad(net._layout, net._loss_id, params, X[rows],
+                                                  Y_rows, labels[rows], net._l2, True, grad,
+                                                  work, n_threads)
+            assert status == 0
+            assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
+            results.add((loss, grad.tobytes()))
+        assert len(results) == 1
 
 
 def test_workspace_is_reused_across_batch_sizes():

@@ -175,7 +175,7 @@ def add_l2(layout, params, l2, grad):
                 dW[k] += l2 * W[k]
 
 
-@jit
+@jit(inline="always")
 def add_combination(coefficients, rows, out):
     """``out += sum_r coefficients[r] * rows[r]`` over every row of the 2-D ``rows``.
 
@@ -183,6 +183,9 @@ def add_combination(coefficients, rows, out):
     run as independent chains, where one row at a time made every addition wait for the previous
     one through memory (twice as slow at width 32). The sum is grouped
     ``((c0 v0 + c1 v1) + (c2 v2 + c3 v3))``.
+
+    Inlined: the naive backend calls it for every row of the gradient, where a call cost about
+    30 ns, four times the arithmetic of a 256-wide row at batch 1.
     """
     n = rows.shape[0]
     r = 0

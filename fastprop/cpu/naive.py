@@ -5,27 +5,32 @@ Per sample and per layer, from the top down, for each neuron ``j`` of layer ``m`
     delta_j^(m) = f'(z_j^(m)) * sum_h w_hj^(m+1) delta_h^(m+1)
     dL/dw_ji^(m) += delta_j^(m) * a_i^(m-1),      dL/db_j^(m) += delta_j^(m)
 
-which is O(M H^2) per sample. The loops are nested ``h`` outside, ``j`` inside, so that ``W`` is
-read row by row, four rows ``h`` at a time: the sum over ``h`` runs in increasing ``h`` for every
-``j``, in groups of four (``((w_0 d_0 + w_1 d_1) + (w_2 d_2 + w_3 d_3))`` added to the running
-sum), which keeps four independent chains of additions in flight instead of one
+which is O(M H^2) per sample. The sum over ``h`` runs row by row of ``W``, four rows at a time
+(``((w_0 d_0 + w_1 d_1) + (w_2 d_2 + w_3 d_3))`` added to the running sum), which keeps four
+independent chains of additions in flight instead of one
 (:func:`fastprop.cpu.common.add_combination`, shared with the matrix backend's single-sample
-product).
+product); the sum over samples of ``delta_j a_i`` is grouped the same way, four samples at a time.
 
-Parallelism and determinism: the batch is cut into ``n_chunks = min(batch, numba threads)``
-contiguous chunks, each run by one thread with its own gradient accumulator and per-sample
-buffers; after the parallel loop the accumulators are added up in chunk order. The result depends
-only on the inputs and the thread count, and is bitwise the same on every call. A batch in one
-chunk (one sample, or one thread) accumulates straight into the gradient.
+The batch runs in groups of at most :data:`GROUP` samples, each in two phases:
 
-A chunk runs its samples two at a time: each sample's forward pass and deltas, then one pass
-over the accumulator adds both samples' ``delta_j a_i`` (:func:`_add_gradients`), reading and
-writing each of its elements once per pair. The first pair of a chunk writes its gradient
-instead of adding it, so no accumulator is ever zeroed.
+1. **Samples.** Every sample's forward pass, loss and deltas, layer by layer. The samples are
+   split among numba's threads in contiguous blocks. A thread takes each layer's weight matrix a
+   band of rows at a time (:data:`BAND_ELEMENTS`) and runs all its samples over that band while
+   the core's cache holds it, so the weights come from memory once per layer and thread, not once
+   per sample.
+2. **Gradient.** ``dL/dw_ji = sum_s delta_sj a_si`` for every weight. The rows ``j`` of every
+   layer are split among the threads; each row of the gradient is summed over all the group's
+   samples in increasing order, four at a time, and written once per group.
 
-Workspace per chunk (see :func:`workspace_size`): a gradient accumulator (``n_params``), then for
-each of two samples its input and every layer's activations side by side and every layer's
-delta; then one loss slot per chunk.
+No thread has a gradient of its own, so there is nothing to add up after the parallel loops, and
+every number is summed in the same order whatever the thread count: the result depends only on
+the inputs, and is bitwise the same on 1 or 16 threads. (An earlier design gave each thread a
+gradient accumulator over its share of the samples; on two cores the accumulators' traffic and
+their final sum held the speedup at 1.6.)
+
+Workspace (see :func:`workspace_size`): for a group of ``g`` samples, every layer's activations
+as a ``(g, width)`` matrix (the layout of :func:`fastprop.cpu.common.activations`), then every
+layer's deltas the same way, then one loss per sample.
 """
 
 from __future__ import annotations
@@ -34,19 +39,19 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from .._layout import A_OFF, N_IN, N_OUT
+from .._layout import N_OUT
 from ..activations import activate, derivative
 from ..losses import loss_and_delta, output_activation
 from .common import (
     OK,
     activation_id,
+    activations,
     add_combination,
     add_l2,
     check_forward_values,
     check_gradient_inputs,
     check_values,
     l2_penalty,
-    parameter_count,
     total_width,
     weights,
 )
@@ -54,8 +59,8 @@ from .views import borrowed
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
-    """Length of the workspace for ``batch`` samples split among ``n_threads`` threads."""
-    return min(batch, n_threads) * (_chunk_size(layout) + 1)
+    """Length of the workspace for ``batch`` samples (the same on any number of threads)."""
+    return min(batch, GROUP) * (2 * int(total_width(layout)) + 1)
 
 
 def uses_threads(batch: int) -> bool:
@@ -63,176 +68,190 @@ def uses_threads(batch: int) -> bool:
     return batch > 1
 
 
-@jit
-def _chunk_size(layout):
-    """A chunk's gradient accumulator, then two samples' buffers (:func:`_sample_size`)."""
-    return parameter_count(layout) + 2 * _sample_size(layout)
+#: Most samples run at once: their activations and deltas are kept, and the gradient is read and
+#: written once per group. Bounds the workspace (at width 512 and depth 4, 64 samples take 2 MB
+#: in float64); against a group's arithmetic, the gradient's traffic is a few percent.
+GROUP = 64
+#: Elements of a weight matrix (or of the gradient) per band of rows: 16 KiB of float64, which
+#: the core's first-level cache holds, with four samples' rows, while samples go over it.
+BAND_ELEMENTS = 2048
 
 
 @jit(inline="always")
-def _sample_size(layout):
-    """One sample's input and activations side by side, then every layer's delta."""
-    return layout[0, N_IN] + 2 * total_width(layout)
+def _band_rows(n_in):
+    """Rows per band of a matrix with ``n_in`` columns: :data:`BAND_ELEMENTS` elements in a
+    multiple of four rows, at least four (:func:`add_combination` then groups a band's sum as it
+    would the whole matrix's)."""
+    return max(4, BAND_ELEMENTS // n_in // 4 * 4)
 
 
 @jit(inline="always")
-def _sample_parts(layout, buffer):
-    """``(acts, deltas)``: a sample's input and activations side by side, and every layer's
-    delta, at the start of ``buffer`` (at least :func:`_sample_size` long)."""
-    n_acts = layout[0, N_IN] + total_width(layout)
-    return buffer[:n_acts], buffer[n_acts:n_acts + total_width(layout)]
-
-
-@jit(inline="always")
-def _layer_delta(layout, deltas, layer):
-    """View of layer ``layer``'s delta in a sample's ``deltas`` row."""
-    start = layout[layer, A_OFF]
-    return deltas[start:start + layout[layer, N_OUT]]
-
-
-@jit(inline="always")
-def _layer_input(layout, acts, layer):
-    """View of layer ``layer``'s input in the per-sample buffer ``acts``."""
-    n_in = layout[layer, N_IN]
-    start = layout[0, N_IN] + layout[layer, A_OFF] - n_in
-    return acts[start:start + n_in]
+def _group_parts(layout, work, g):
+    """``(acts, deltas, losses)`` of a group of ``g`` samples in ``work``."""
+    size = g * total_width(layout)
+    return work[:size], work[size:2 * size], work[2 * size:2 * size + g]
 
 
 @jit(fastmath={"reassoc"})
-def _forward_sample(layout, params, x, acts):
-    """One sample: ``acts = [x, a_1, ..., a_{L-1}, z_L]`` (the last layer's raw scores).
+def _layer_forward(W, b, act, is_last, inputs, outputs, lo, hi):
+    """``outputs[s] = act(W inputs[s] + b)`` (no activation when ``is_last``) for the samples
+    ``lo:hi``, a band of ``W``'s rows at a time.
 
-    ``reassoc`` lets each neuron's dot product run in SIMD lanes (a serial chain of
-    dependent additions otherwise); NaN and infinity keep their IEEE meaning.
+    ``reassoc`` lets each neuron's dot product run in SIMD lanes (a serial chain of dependent
+    additions otherwise); NaN and infinity keep their IEEE meaning.
     """
-    acts[:x.shape[0]] = x
+    band = _band_rows(W.shape[1])
+    for top in range(0, W.shape[0], band):
+        rows = W[top:top + band]
+        for s in range(lo, hi):
+            a_in = inputs[s]
+            a_out = outputs[s]
+            for j in range(rows.shape[0]):
+                z = b[top + j]
+                for i in range(a_in.shape[0]):
+                    z += rows[j, i] * a_in[i]
+                a_out[top + j] = z if is_last else activate(act, z)
+
+
+@jit
+def _layer_deltas(W, act, deltas, below, acts_below, lo, hi):
+    """``below[s] = act'(acts_below[s]) * (W^T deltas[s])`` for the samples ``lo:hi``: the sum
+    over ``W``'s rows ``h`` in increasing order, by fours, a band of rows at a time."""
+    for s in range(lo, hi):
+        below[s] = 0
+    band = _band_rows(W.shape[1])
+    for top in range(0, W.shape[0], band):
+        for s in range(lo, hi):
+            add_combination(deltas[s, top:top + band], W[top:top + band], below[s])
+    for s in range(lo, hi):
+        d = below[s]
+        a = acts_below[s]
+        for i in range(d.shape[0]):
+            d[i] *= derivative(act, a[i])
+
+
+@jit
+def _forward_part(layout, params, X, first, g, lo, hi, acts):
+    """Samples ``lo:hi`` of the group of ``g`` samples from ``X[first]``: every layer's
+    activations (the last layer's raw scores) in ``acts``."""
+    inputs = X[first:first + g]
     last = layout.shape[0] - 1
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
-        a_in = _layer_input(layout, acts, layer)
-        start = layout[0, N_IN] + layout[layer, A_OFF]
-        a_out = acts[start:start + layout[layer, N_OUT]]
+        outputs = activations(acts, layout, layer, g)
         act = activation_id(layout, layer)
-        for j in range(a_out.shape[0]):
-            z = b[j]
-            for i in range(a_in.shape[0]):
-                z += W[j, i] * a_in[i]
-            a_out[j] = z if layer == last else activate(act, z)
+        if layer == 0:
+            _layer_forward(W, b, act, layer == last, inputs, outputs, lo, hi)
+        else:
+            _layer_forward(W, b, act, layer == last, activations(acts, layout, layer - 1, g),
+                           outputs, lo, hi)
 
 
 @jit
-def _sample(layout, loss_id, params, X, Y, labels, s, scale, buffer, with_grad):
-    """Sample ``s``: its loss; its activations and, ``with_grad``, every layer's delta in
-    ``buffer`` (see :func:`_sample_size`)."""
-    acts, deltas = _sample_parts(layout, buffer)
+def _samples(layout, loss_id, params, X, Y, labels, first, g, lo, hi, scale, work, with_grad):
+    """Phase 1 for samples ``lo:hi`` of the group of ``g`` samples from ``X[first]``: their
+    activations, losses and (``with_grad``) every layer's delta, in ``work``."""
+    acts, deltas, losses = _group_parts(layout, work, g)
+    _forward_part(layout, params, X, first, g, lo, hi, acts)
     last = layout.shape[0] - 1
-    n_out = layout[last, N_OUT]
-    _forward_sample(layout, params, X[s], acts)
-    loss = loss_and_delta(loss_id, activation_id(layout, last), acts[acts.shape[0] - n_out:], Y,
-                          labels, s, scale, _layer_delta(layout, deltas, last))
+    Z = activations(acts, layout, last, g)
+    D = activations(deltas, layout, last, g)
+    for s in range(lo, hi):
+        losses[s] = loss_and_delta(loss_id, activation_id(layout, last), Z[s], Y, labels,
+                                   first + s, scale, D[s])
     if with_grad:
-        # delta_i^(prev) = f'(a_i) * sum_h w_hi delta_h, over h in increasing order, by fours.
         for layer in range(last, 0, -1):
-            below = _layer_delta(layout, deltas, layer - 1)
-            below[:] = 0
             W, _ = weights(params, layout, layer)
-            add_combination(_layer_delta(layout, deltas, layer), W, below)
-            a_in = _layer_input(layout, acts, layer)
-            act = activation_id(layout, layer - 1)
-            for i in range(below.shape[0]):
-                below[i] *= derivative(act, a_in[i])
-    return loss
+            _layer_deltas(W, activation_id(layout, layer - 1),
+                          activations(deltas, layout, layer, g),
+                          activations(deltas, layout, layer - 1, g),
+                          activations(acts, layout, layer - 1, g), lo, hi)
 
 
 @jit
-def _add_gradients(layout, first, second, pair, acc, write):
-    """Add the gradient of the sample in ``first``, and of the one in ``second`` when ``pair``,
-    to ``acc`` (write it there when ``write``): ``dW_ji += d_j a_i + d'_j a'_i``. Two samples per
-    pass read and write each accumulator element once for both: at width 512 the accumulator
-    is megabytes, beyond the core's cache, and this traffic bounded the backend on two
-    threads."""
-    acts, deltas = _sample_parts(layout, first)
-    acts2, deltas2 = _sample_parts(layout, second)
+def _layer_gradient(inputs, deltas, dW, db, lo, hi, write):
+    """Rows ``lo:hi`` of a layer's gradient: ``dW[j] = sum_s deltas[s, j] inputs[s]`` and
+    ``db[j] = sum_s deltas[s, j]``, added to the rows there unless ``write``.
+
+    A band of rows at a time, which stays in the core's cache while the samples go over it four
+    at a time: each gradient element is read and written once, and each sample's input row read
+    once per band. With ``write``, the first sample's term is written, not added to zeros (a
+    pass over the rows less: at batch 1 the gradient is all the traffic there is).
+    """
+    band = _band_rows(dW.shape[1])
+    start = 1 if write else 0
+    for top in range(lo, hi, band):
+        stop = min(top + band, hi)
+        if write:
+            a = inputs[0]
+            for j in range(top, stop):
+                row = dW[j]
+                d = deltas[0, j]
+                for i in range(row.shape[0]):
+                    row[i] = d * a[i]
+                db[j] = d
+        for s in range(start, inputs.shape[0], 4):
+            group = inputs[s:s + 4]
+            for j in range(top, stop):
+                add_combination(deltas[s:s + 4, j], group, dW[j])
+        for j in range(top, stop):
+            total = db[j]
+            for s in range(start, deltas.shape[0]):
+                total += deltas[s, j]
+            db[j] = total
+
+
+@jit
+def _gradient_rows(layout, X, first, g, work, part, n_parts, grad, write):
+    """Phase 2, rows ``part`` of ``n_parts`` of every layer: the group's gradient, written into
+    ``grad`` (added to it unless ``write``)."""
+    acts, deltas, _ = _group_parts(layout, work, g)
     for layer in range(layout.shape[0]):
-        a = _layer_input(layout, acts, layer)
-        d = _layer_delta(layout, deltas, layer)
-        a2 = _layer_input(layout, acts2, layer)
-        d2 = _layer_delta(layout, deltas2, layer)
-        dW, db = weights(acc, layout, layer)
-        for j in range(d.shape[0]):
-            row = dW[j]
-            if pair:
-                p, q = d[j], d2[j]
-                if write:
-                    db[j] = p + q
-                    for i in range(row.shape[0]):
-                        row[i] = p * a[i] + q * a2[i]
-                else:
-                    db[j] += p + q
-                    for i in range(row.shape[0]):
-                        row[i] += p * a[i] + q * a2[i]
-            elif write:
-                db[j] = d[j]
-                for i in range(row.shape[0]):
-                    row[i] = d[j] * a[i]
-            else:
-                db[j] += d[j]
-                for i in range(row.shape[0]):
-                    row[i] += d[j] * a[i]
+        n_out = layout[layer, N_OUT]
+        lo, hi = part * n_out // n_parts, (part + 1) * n_out // n_parts
+        dW, db = weights(grad, layout, layer)
+        D = activations(deltas, layout, layer, g)
+        if layer == 0:
+            _layer_gradient(X[first:first + g], D, dW, db, lo, hi, write)
+        else:
+            _layer_gradient(activations(acts, layout, layer - 1, g), D, dW, db, lo, hi, write)
 
 
-@jit
-def _chunk(layout, loss_id, params, X, Y, labels, start, stop, scale, buffer, acc, with_grad):
-    """Samples ``start:stop``, two at a time: their summed loss; the sum of their gradients
-    written into ``acc`` (the chunk's accumulator in ``buffer``, or the gradient itself)."""
-    size = _sample_size(layout)
-    samples = buffer[parameter_count(layout):]
-    first, second = samples[:size], samples[size:2 * size]
-    total = scale * 0
-    for s in range(start, stop, 2):
-        pair = s + 1 < stop
-        total += _sample(layout, loss_id, params, X, Y, labels, s, scale, first, with_grad)
-        if pair:
-            total += _sample(layout, loss_id, params, X, Y, labels, s + 1, scale, second,
-                             with_grad)
-        if with_grad:
-            _add_gradients(layout, first, second, pair, acc, s == start)
+@jit(parallel=True)
+def _group(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_threads, grad,
+           with_grad):
+    """One group of ``g`` samples from ``X[first]``, both phases (in parallel when ``n_threads``
+    is above one); returns the group's summed loss."""
+    n_parts = min(g, n_threads)
+    if n_parts == 1:
+        _samples(layout, loss_id, params, X, Y, labels, first, g, 0, g, scale, work, with_grad)
+    else:
+        for c in prange(n_parts):
+            _samples(layout, loss_id, params, X, Y, labels, first, g, c * g // n_parts,
+                     (c + 1) * g // n_parts, scale, work, with_grad)
+    if with_grad:
+        if n_parts == 1:
+            _gradient_rows(layout, X, first, g, work, 0, 1, grad, first == 0)
+        else:
+            for c in prange(n_parts):
+                _gradient_rows(layout, X, first, g, work, c, n_parts, grad, first == 0)
+    _, _, losses = _group_parts(layout, work, g)
+    total = losses[0]
+    for s in range(1, g):  # in sample order (not losses.sum(), which parallel=True would
+        total += losses[s]  # turn into a parallel reduction with an allocation)
     return total
 
 
-@jit(parallel=True)
-def _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, grad, with_grad):
-    """Run every chunk (in parallel when there are several); return the chunk count and loss.
-    One chunk accumulates into ``grad``; several into their accumulators in ``work``."""
+@jit
+def _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad, with_grad):
+    """Every group of the batch in turn; returns the mean loss."""
     batch = X.shape[0]
-    size = _chunk_size(layout)
-    n_params = params.shape[0]
-    n_chunks = min(batch, n_threads, work.shape[0] // (size + 1))
-    losses = work[n_chunks * size:n_chunks * size + n_chunks]
     scale = work.dtype.type(1) / batch
-    if n_chunks == 1:
-        losses[0] = _chunk(layout, loss_id, params, X, Y, labels, 0, batch, scale, work[:size],
-                           grad, with_grad)
-    else:
-        for c in prange(n_chunks):
-            losses[c] = _chunk(layout, loss_id, params, X, Y, labels, c * batch // n_chunks,
-                               (c + 1) * batch // n_chunks, scale,
-                               work[c * size:(c + 1) * size],
-                               work[c * size:c * size + n_params], with_grad)
-    total = losses[0]
-    for c in range(1, n_chunks):  # in chunk order (not losses.sum(), which parallel=True would
-        total += losses[c]        # turn into a parallel reduction with an allocation)
-    return n_chunks, total * scale
-
-
-@jit(parallel=True)
-def _sum_accumulators(work, n_chunks, size, grad):
-    """``grad = sum of the chunks' accumulators``, added in chunk order."""
-    for k in prange(grad.shape[0]):
-        total = work[k]
-        for c in range(1, n_chunks):
-            total += work[c * size + k]
-        grad[k] = total
+    total = scale * 0
+    for first in range(0, batch, GROUP):
+        total += _group(layout, loss_id, params, X, Y, labels, first,
+                        min(GROUP, batch - first), scale, work, n_threads, grad, with_grad)
+    return total * scale
 
 
 @jit
@@ -244,10 +263,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
-    n_chunks, loss = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, grad,
-                                 True)
-    if n_chunks > 1:
-        _sum_accumulators(work, n_chunks, _chunk_size(layout), grad)
+    loss = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad, True)
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
 
@@ -261,8 +277,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     if status != OK:
         return status, l2 * 0
     no_grad = work[:0]
-    _, total = _all_chunks(layout, loss_id, params, X, Y, labels, work, n_threads, no_grad,
-                           False)
+    total = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, no_grad, False)
     return OK, total + l2_penalty(layout, params, l2)
 
 
@@ -274,10 +289,12 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
-    acts, _ = _sample_parts(layout, work)
     last = layout.shape[0] - 1
-    scores = acts[acts.shape[0] - layout[last, N_OUT]:]
-    for s in range(X.shape[0]):
-        _forward_sample(layout, params, X[s], acts)
-        output_activation(activation_id(layout, last), scores, out[s])
+    for first in range(0, X.shape[0], GROUP):
+        g = min(GROUP, X.shape[0] - first)
+        acts, _, _ = _group_parts(layout, work, g)
+        _forward_part(layout, params, X, first, g, 0, g, acts)
+        scores = activations(acts, layout, last, g)
+        for s in range(g):
+            output_activation(activation_id(layout, last), scores[s], out[first + s])
     return OK
