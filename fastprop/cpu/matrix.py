@@ -122,6 +122,9 @@ PARALLEL_WORK = 1 << 19
 #: float64 (1.4 in float32), where products on OpenBLAS's two threads took 3.4 (2.4).
 SPLIT_GEMM = 1 << 24
 SPLIT_WEIGHTS = 1 << 16
+# The limits go to the compiled functions as ``np.int64(...)``: numba compiles a function again
+# for each constant argument (a literal type), and ``_gradient``, with everything it calls,
+# compiled twice, once per limit, for a quarter of this module's compile time.
 
 # A single sample's products are matrix-vector products, where a BLAS call costs more than the
 # arithmetic (about 0.1 us each): compiled loops do them. They work on four rows of ``W`` at a
@@ -372,7 +375,7 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_
         target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
         losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
                               labels[start:stop], scale, target, work[c * size:(c + 1) * size],
-                              SPLIT_GEMM)
+                              np.int64(SPLIT_GEMM))
     total = losses[0]
     for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
         total += losses[c]        # array sums into parallel reductions with allocations)
@@ -395,7 +398,8 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     scale = work.dtype.type(1) / batch
     n_chunks = _chunk_count(layout, batch, n_threads)
     if n_chunks == 1:
-        total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, SMALL_GEMM)
+        total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
+                          np.int64(SMALL_GEMM))
     else:
         total = _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
                                 n_chunks)
@@ -411,7 +415,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
-    _forward_scores(layout, params, X, work, SMALL_GEMM)
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM))
     batch = X.shape[0]
     scale = work.dtype.type(1) / batch
     total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
@@ -426,7 +430,7 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
-    _forward_scores(layout, params, X, work, SMALL_GEMM)
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM))
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, X.shape[0])
     for i in range(X.shape[0]):

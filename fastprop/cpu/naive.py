@@ -28,9 +28,9 @@ the inputs, and is bitwise the same on 1 or 16 threads. (An earlier design gave 
 gradient accumulator over its share of the samples; on two cores the accumulators' traffic and
 their final sum held the speedup at 1.6.)
 
-Workspace (see :func:`workspace_size`): for a group of ``g`` samples, every layer's activations
-as a ``(g, width)`` matrix (the layout of :func:`fastprop.cpu.common.activations`), then every
-layer's deltas the same way, then one loss per sample.
+Workspace (see :func:`workspace_size`): for a group of ``g`` samples, a copy of its inputs and
+every layer's activations, each as a ``(g, width)`` matrix, then every layer's deltas the same
+way, then one loss per sample (:func:`_group_parts`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
-from .._layout import N_OUT
+from .._layout import A_OFF, N_IN, N_OUT
 from ..activations import activate, derivative
 from ..losses import loss_and_delta, output_activation
 from .common import (
@@ -55,12 +55,12 @@ from .common import (
     total_width,
     weights,
 )
-from .views import borrowed
+from .views import borrowed, matrix_view
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     """Length of the workspace for ``batch`` samples (the same on any number of threads)."""
-    return min(batch, GROUP) * (2 * int(total_width(layout)) + 1)
+    return min(batch, GROUP) * (_group_width(layout) + 1)
 
 
 def uses_threads(batch: int) -> bool:
@@ -86,10 +86,51 @@ def _band_rows(n_in):
 
 
 @jit(inline="always")
+def _share(part, n_parts, n):
+    """``(lo, hi)``: share ``part`` of ``range(n)`` cut into ``n_parts`` contiguous shares.
+
+    The phases take ``part`` as an ``int64`` from every caller (``np.int64(0)``, not ``0``; not
+    prange's ``uint64``): numba compiles a function again for each argument type, and for each
+    constant argument (a literal type), with everything it calls. Constant and ``uint64`` parts,
+    and ``True``/``False`` flags, had doubled this module's compile time."""
+    part = np.int64(part)
+    return part * n // n_parts, (part + 1) * n // n_parts
+
+
+@jit(inline="always")
+def _group_width(layout):
+    """Workspace elements per sample of a group: its input and every layer's activations, then
+    every layer's delta."""
+    return layout[0, N_IN] + 2 * total_width(layout)
+
+
+@jit(inline="always")
 def _group_parts(layout, work, g):
-    """``(acts, deltas, losses)`` of a group of ``g`` samples in ``work``."""
-    size = g * total_width(layout)
-    return work[:size], work[size:2 * size], work[2 * size:2 * size + g]
+    """``(acts, deltas, losses)`` of a group of ``g`` samples in ``work``: ``acts`` holds the
+    group's inputs (a copy of its rows of ``X``), then every layer's activations, each a
+    ``(g, width)`` matrix (:func:`_inputs`, :func:`_outputs`); ``deltas`` every layer's delta
+    (:func:`fastprop.cpu.common.activations`); ``losses`` one loss per sample."""
+    n_acts = g * (layout[0, N_IN] + total_width(layout))
+    n_deltas = g * total_width(layout)
+    return (work[:n_acts], work[n_acts:n_acts + n_deltas],
+            work[n_acts + n_deltas:n_acts + n_deltas + g])
+
+
+@jit(inline="always")
+def _inputs(layout, acts, layer, g):
+    """Layer ``layer``'s input rows in a group's ``acts``: the group's inputs for the first
+    layer, the activations of the layer below for the others. One type for both, so that the
+    layer loops compile once (with ``X`` itself for the first layer they compiled twice, for a
+    third of a CI run's compile time)."""
+    n_in = layout[layer, N_IN]
+    return matrix_view(acts, g * (layout[0, N_IN] + layout[layer, A_OFF] - n_in), g, n_in)
+
+
+@jit(inline="always")
+def _outputs(layout, acts, layer, g):
+    """Layer ``layer``'s activations (the last layer's raw scores) in a group's ``acts``."""
+    return matrix_view(acts, g * (layout[0, N_IN] + layout[layer, A_OFF]), g,
+                       layout[layer, N_OUT])
 
 
 @jit(fastmath={"reassoc"})
@@ -132,29 +173,28 @@ def _layer_deltas(W, act, deltas, below, acts_below, lo, hi):
 
 @jit
 def _forward_part(layout, params, X, first, g, lo, hi, acts):
-    """Samples ``lo:hi`` of the group of ``g`` samples from ``X[first]``: every layer's
-    activations (the last layer's raw scores) in ``acts``."""
-    inputs = X[first:first + g]
+    """Samples ``lo:hi`` of the group of ``g`` samples from ``X[first]``: their inputs and
+    every layer's activations (the last layer's raw scores) in ``acts``."""
+    inputs = _inputs(layout, acts, 0, g)
+    for s in range(lo, hi):
+        inputs[s] = X[first + s]
     last = layout.shape[0] - 1
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
-        outputs = activations(acts, layout, layer, g)
-        act = activation_id(layout, layer)
-        if layer == 0:
-            _layer_forward(W, b, act, layer == last, inputs, outputs, lo, hi)
-        else:
-            _layer_forward(W, b, act, layer == last, activations(acts, layout, layer - 1, g),
-                           outputs, lo, hi)
+        _layer_forward(W, b, activation_id(layout, layer), layer == last,
+                       _inputs(layout, acts, layer, g), _outputs(layout, acts, layer, g), lo, hi)
 
 
 @jit
-def _samples(layout, loss_id, params, X, Y, labels, first, g, lo, hi, scale, work, with_grad):
-    """Phase 1 for samples ``lo:hi`` of the group of ``g`` samples from ``X[first]``: their
-    activations, losses and (``with_grad``) every layer's delta, in ``work``."""
+def _samples(layout, loss_id, params, X, Y, labels, first, g, part, n_parts, scale, work,
+             with_grad):
+    """Phase 1, share ``part`` of ``n_parts`` of the group of ``g`` samples from ``X[first]``:
+    their activations, losses and (``with_grad``) every layer's delta, in ``work``."""
+    lo, hi = _share(part, n_parts, g)
     acts, deltas, losses = _group_parts(layout, work, g)
     _forward_part(layout, params, X, first, g, lo, hi, acts)
     last = layout.shape[0] - 1
-    Z = activations(acts, layout, last, g)
+    Z = _outputs(layout, acts, last, g)
     D = activations(deltas, layout, last, g)
     for s in range(lo, hi):
         losses[s] = loss_and_delta(loss_id, activation_id(layout, last), Z[s], Y, labels,
@@ -165,7 +205,7 @@ def _samples(layout, loss_id, params, X, Y, labels, first, g, lo, hi, scale, wor
             _layer_deltas(W, activation_id(layout, layer - 1),
                           activations(deltas, layout, layer, g),
                           activations(deltas, layout, layer - 1, g),
-                          activations(acts, layout, layer - 1, g), lo, hi)
+                          _outputs(layout, acts, layer - 1, g), lo, hi)
 
 
 @jit
@@ -202,55 +242,70 @@ def _layer_gradient(inputs, deltas, dW, db, lo, hi, write):
 
 
 @jit
-def _gradient_rows(layout, X, first, g, work, part, n_parts, grad, write):
-    """Phase 2, rows ``part`` of ``n_parts`` of every layer: the group's gradient, written into
-    ``grad`` (added to it unless ``write``)."""
+def _gradient_rows(layout, g, work, part, n_parts, grad, write):
+    """Phase 2, share ``part`` of ``n_parts`` of every layer's rows: the group's gradient,
+    written into ``grad`` (added to it unless ``write``)."""
     acts, deltas, _ = _group_parts(layout, work, g)
     for layer in range(layout.shape[0]):
-        n_out = layout[layer, N_OUT]
-        lo, hi = part * n_out // n_parts, (part + 1) * n_out // n_parts
+        lo, hi = _share(part, n_parts, layout[layer, N_OUT])
         dW, db = weights(grad, layout, layer)
-        D = activations(deltas, layout, layer, g)
-        if layer == 0:
-            _layer_gradient(X[first:first + g], D, dW, db, lo, hi, write)
-        else:
-            _layer_gradient(activations(acts, layout, layer - 1, g), D, dW, db, lo, hi, write)
+        _layer_gradient(_inputs(layout, acts, layer, g), activations(deltas, layout, layer, g),
+                        dW, db, lo, hi, write)
 
 
 @jit(parallel=True)
-def _group(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_threads, grad,
-           with_grad):
+def _parallel_samples(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_parts,
+                      with_grad):
+    """Phase 1 (:func:`_samples`) of a group, its samples split into ``n_parts`` contiguous
+    blocks run in parallel."""
+    for part in prange(n_parts):
+        _samples(layout, loss_id, params, X, Y, labels, first, g, np.int64(part), n_parts,
+                 scale, work, with_grad)
+
+
+@jit(parallel=True)
+def _parallel_gradient_rows(layout, g, work, n_parts, grad, write):
+    """Phase 2 (:func:`_gradient_rows`) of a group, every layer's rows split into ``n_parts``
+    blocks run in parallel."""
+    for part in prange(n_parts):
+        _gradient_rows(layout, g, work, np.int64(part), n_parts, grad, write)
+
+
+@jit(inline="always")
+def _group(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_threads, grad):
     """One group of ``g`` samples from ``X[first]``, both phases (in parallel when ``n_threads``
-    is above one); returns the group's summed loss."""
+    is above one), the second only when ``grad`` is not empty; returns the group's summed
+    loss."""
     n_parts = min(g, n_threads)
-    if n_parts == 1:
-        _samples(layout, loss_id, params, X, Y, labels, first, g, 0, g, scale, work, with_grad)
+    with_grad = grad.shape[0] > 0
+    if n_parts == 1:  # one thread: no parallel region (it costs microseconds)
+        _samples(layout, loss_id, params, X, Y, labels, first, g, np.int64(0), n_parts, scale,
+                 work, with_grad)
     else:
-        for c in prange(n_parts):
-            _samples(layout, loss_id, params, X, Y, labels, first, g, c * g // n_parts,
-                     (c + 1) * g // n_parts, scale, work, with_grad)
+        _parallel_samples(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_parts,
+                          with_grad)
     if with_grad:
         if n_parts == 1:
-            _gradient_rows(layout, X, first, g, work, 0, 1, grad, first == 0)
+            _gradient_rows(layout, g, work, np.int64(0), n_parts, grad, first == 0)
         else:
-            for c in prange(n_parts):
-                _gradient_rows(layout, X, first, g, work, c, n_parts, grad, first == 0)
+            _parallel_gradient_rows(layout, g, work, n_parts, grad, first == 0)
     _, _, losses = _group_parts(layout, work, g)
     total = losses[0]
-    for s in range(1, g):  # in sample order (not losses.sum(), which parallel=True would
-        total += losses[s]  # turn into a parallel reduction with an allocation)
+    for s in range(1, g):  # in sample order
+        total += losses[s]
     return total
 
 
 @jit
-def _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad, with_grad):
-    """Every group of the batch in turn; returns the mean loss."""
+def _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad):
+    """Every group of the batch in turn; returns the mean loss. The gradient goes into ``grad``
+    unless it is empty (the loss alone)."""
     batch = X.shape[0]
     scale = work.dtype.type(1) / batch
     total = scale * 0
     for first in range(0, batch, GROUP):
         total += _group(layout, loss_id, params, X, Y, labels, first,
-                        min(GROUP, batch - first), scale, work, n_threads, grad, with_grad)
+                        min(GROUP, batch - first), scale, work, n_threads, grad)
     return total * scale
 
 
@@ -263,7 +318,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
-    loss = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad, True)
+    loss = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad)
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
 
@@ -277,7 +332,7 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     if status != OK:
         return status, l2 * 0
     no_grad = work[:0]
-    total = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, no_grad, False)
+    total = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, no_grad)
     return OK, total + l2_penalty(layout, params, l2)
 
 
@@ -293,8 +348,9 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     for first in range(0, X.shape[0], GROUP):
         g = min(GROUP, X.shape[0] - first)
         acts, _, _ = _group_parts(layout, work, g)
-        _forward_part(layout, params, X, first, g, 0, g, acts)
-        scores = activations(acts, layout, last, g)
+        lo, hi = _share(0, 1, g)
+        _forward_part(layout, params, X, first, g, lo, hi, acts)
+        scores = _outputs(layout, acts, last, g)
         for s in range(g):
             output_activation(activation_id(layout, last), scores[s], out[first + s])
     return OK
