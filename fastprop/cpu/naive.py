@@ -120,8 +120,8 @@ def _group_parts(layout, work, g):
 def _inputs(layout, acts, layer, g):
     """Layer ``layer``'s input rows in a group's ``acts``: the group's inputs for the first
     layer, the activations of the layer below for the others. One type for both, so that the
-    layer loops compile once (with ``X`` itself for the first layer they compiled twice, for a
-    third of a CI run's compile time)."""
+    layer loops compile once per dtype (reading ``X`` itself, they would compile again for each
+    type ``X`` comes in: read-only, for one)."""
     n_in = layout[layer, N_IN]
     return matrix_view(acts, g * (layout[0, N_IN] + layout[layer, A_OFF] - n_in), g, n_in)
 
