@@ -177,7 +177,8 @@ def test_naive_is_bitwise_the_same_on_any_thread_count():
     """The naive kernel with 1 to 4 threads' worth of samples and gradient rows (run on however
     many threads numba has): the float64 reference's numbers, bitwise the same for every count.
     Three groups of samples, the last of 22 (not a multiple of four); 300 inputs make bands of
-    four rows, the last of a 17-row layer one row; and the one-sample batch."""
+    four rows, the last of a 17-row layer one row; and the one-sample batch. The loss and the
+    forward pass over the same groups match the reference too."""
     net = fp.MLP([300, 17, 9, 5], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
     batch = 2 * naive.GROUP + 22
     params, X, Y = make_problem(net, batch, "labels")
@@ -198,6 +199,12 @@ def test_naive_is_bitwise_the_same_on_any_thread_count():
             assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
             results.add((loss, grad.tobytes()))
         assert len(results) == 1
+    # The loss alone and the forward pass go through the same groups.
+    assert rel_diff(net.loss(params, X, Y, backend="naive"),
+                    reference_loss(net.sizes, net.activations, net.output, net.loss_name, net.l2,
+                                   params, X, Y)) < 1e-13
+    assert rel_diff(net.forward(params, X, backend="naive"),
+                    reference_forward(net.sizes, net.activations, net.output, params, X)) < 1e-13
 
 
 def test_workspace_is_reused_across_batch_sizes():
