@@ -24,9 +24,9 @@ The batch runs in groups of at most :data:`GROUP` samples, each in two phases:
 
 No thread has a gradient of its own, so there is nothing to add up after the parallel loops, and
 every number is summed in the same order whatever the thread count: the result depends only on
-the inputs, and is bitwise the same on 1 or 16 threads. (An earlier design gave each thread a
-gradient accumulator over its share of the samples; on two cores the accumulators' traffic and
-their final sum held the speedup at 1.6.)
+the inputs, and is bitwise the same on any number of threads. (An earlier design gave each
+thread a gradient accumulator over its share of the samples; on two cores the accumulators'
+traffic and their final sum held the speedup at 1.6.)
 
 Workspace (see :func:`workspace_size`): for a group of ``g`` samples, a copy of its inputs and
 every layer's activations, each as a ``(g, width)`` matrix, then every layer's deltas the same
@@ -109,11 +109,13 @@ def _group_parts(layout, work, g):
     """``(acts, deltas, losses)`` of a group of ``g`` samples in ``work``: ``acts`` holds the
     group's inputs (a copy of its rows of ``X``), then every layer's activations, each a
     ``(g, width)`` matrix (:func:`_inputs`, :func:`_outputs`); ``deltas`` every layer's delta
-    (:func:`fastprop.cpu.common.activations`); ``losses`` one loss per sample."""
+    (:func:`fastprop.cpu.common.activations`); ``losses`` one loss per sample. Every view of
+    them is built by :func:`~fastprop.cpu.views.matrix_view`, which raises ``IndexError`` where
+    ``work`` is too short, so no write lands outside it."""
     n_acts = g * (layout[0, N_IN] + total_width(layout))
     n_deltas = g * total_width(layout)
     return (work[:n_acts], work[n_acts:n_acts + n_deltas],
-            work[n_acts + n_deltas:n_acts + n_deltas + g])
+            matrix_view(work, n_acts + n_deltas, 1, g)[0])
 
 
 @jit(inline="always")
