@@ -207,6 +207,23 @@ def test_naive_is_bitwise_the_same_on_any_thread_count():
                     reference_forward(net.sizes, net.activations, net.output, params, X)) < 1e-13
 
 
+def test_a_short_naive_workspace_raises_and_writes_nothing_past_it():
+    """The naive kernel builds its workspace views with bounds checks: a workspace shorter than
+    workspace_size raises IndexError and never writes past its end (its loss slots once did,
+    one element short)."""
+    net = fp.MLP([8, 16, 4], "tanh")
+    params, X, Y = make_problem(net, 70, "rows")
+    kernels = fp.BACKENDS["naive"]
+    Y_rows, labels = net._kernel_inputs(params, X, Y)
+    need = kernels.workspace_size(net._layout, 70, 2)
+    for length in (need - 1, need // 2, 10):
+        buffer = np.full(need + 64, 7.0)
+        with pytest.raises(IndexError):
+            kernels.value_and_grad(net._layout, net._loss_id, params, X, Y_rows, labels, 0.0,
+                                   True, np.empty_like(params), buffer[:length], 2)
+        assert (buffer[length:] == 7.0).all()
+
+
 def test_workspace_is_reused_across_batch_sizes():
     net = fp.MLP([4, 6, 2], "tanh")
     params, X, Y = make_problem(net, 16, "rows")
