@@ -97,11 +97,10 @@ MEASURE_BUDGET_S = 0.5
 #: OpenBLAS's threads spin for about 0.1 s after each call unless this variable says otherwise
 #: (``fastprop compare`` sets it to 18: 2**18 cycles, about 0.1 ms). On a small machine the
 #: spinning threads of one contender's BLAS slow down the next contender of an interleaved
-#: measurement, up to halving the ratios (numpy's and SciPy's OpenBLAS, which fastprop's matrix
-#: backend calls, are two libraries with two thread pools). OpenBLAS reads it only when it is
-#: loaded, and asv's runner has loaded numpy's before this suite is imported, so it must be in
-#: asv's environment: ``asv.conf.json`` sets it for the environments asv builds, and a run on
-#: an existing environment (``--python=same``) needs it set by hand, or its ratios are skipped.
+#: measurement, up to halving the ratios. OpenBLAS reads it only when it is loaded, and asv's
+#: runner has loaded numpy's before this suite is imported, so it must be in asv's environment:
+#: ``asv.conf.json`` sets it for the environments asv builds, and a run on an existing
+#: environment (``--python=same``) needs it set by hand, or its ratios are skipped.
 SPIN_VARIABLE = "OPENBLAS_THREAD_TIMEOUT"
 
 

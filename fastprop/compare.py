@@ -29,6 +29,7 @@ import numpy as np
 
 from . import peers, threads
 from .backends import BACKENDS, unavailable_reason
+from .cpu import blas
 from .cuda import runtime as cuda_runtime
 from .network import MLP
 from .timing import Timings, interleaved, time_once
@@ -185,7 +186,8 @@ def machine_note() -> list[str]:
             f"environment: {settings}",
             f"python {platform.python_version()}, numpy {np.__version__}, numba "
             f"{numba.__version__} (threading layer {layer}, {counts['numba']} threads)",
-            *(f"blas: {line}" for line in threads.blas_description())]
+            *(f"blas: {line}" for line in threads.blas_description()),
+            f"matrix backend's BLAS products: {blas.PRODUCTS}"]
 
 
 def table(results: Sequence[Result], names: Sequence[str], baseline: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 
 import numba
-import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS: load it first)
 from threadpoolctl import ThreadpoolController
 
 
@@ -40,6 +39,11 @@ def get_num_threads() -> dict[str, int]:
     """``{"numba": n, "blas": n}``: the thread counts in use (the BLAS's largest, if several)."""
     blas = [pool.num_threads for pool in _controller().select(user_api="blas").lib_controllers]
     return {"numba": numba.get_num_threads(), "blas": max(blas, default=0)}
+
+
+def blas_paths() -> list[str]:
+    """The files of the BLAS libraries loaded in this process (NumPy's among them)."""
+    return [pool.filepath for pool in _controller().select(user_api="blas").lib_controllers]
 
 
 def blas_description() -> list[str]:

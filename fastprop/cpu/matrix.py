@@ -9,9 +9,9 @@ For a batch ``A_0 = X`` of shape ``(batch, n_0)``::
 
 Products of a batch up to :data:`SMALL_GEMM` multiply-adds go to the compiled, register-blocked
 :func:`fastprop.cpu.gemm.gemm` (``A W^T`` through a transposed copy of ``W``, ``D^T A`` and
-``D W`` as they are), where BLAS's per-call overhead would dominate; larger ones go to BLAS
-through ``np.dot`` on contiguous operands (``W^T`` and ``D^T`` are Fortran-ordered views, which
-BLAS takes as they are). Both write straight into the gradient vector's views and the
+``D W`` as they are), where BLAS's per-call overhead would dominate; larger ones go to NumPy's
+BLAS through :func:`fastprop.cpu.blas.dot` (``W^T`` and ``D^T`` are column-major views, which BLAS
+takes as they are). Both write straight into the gradient vector's views and the
 workspace. Each element-wise step is one compiled pass: bias plus activation,
 loss plus output delta, activation derivative. Only activations are kept: each derivative is
 computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` overwrites ``A_l`` once
@@ -47,6 +47,7 @@ from .._jit import jit
 from .._layout import N_IN, N_OUT
 from ..activations import IDENTITY, activate, derivative
 from ..losses import batch_loss_and_delta, output_activation
+from .blas import dot
 from .common import (
     OK,
     activation_id,
@@ -188,7 +189,7 @@ def _product(A, B, out, limit):
     if _compiled_gemm_fits(A.shape[0], A.shape[1], B.shape[1], limit):
         gemm(A, B, out)
     else:
-        np.dot(A, B, out)
+        dot(A, B, out)
 
 
 @jit
@@ -218,7 +219,7 @@ def _times_transpose(A, W, out, WT, limit):
             _transpose_into(W, WT)
             gemm(A, WT, out)
         else:
-            np.dot(A, W.T, out)
+            dot(A, W.T, out)
         return
     a, o = A[0], out[0]
     zero = out.dtype.type(0)

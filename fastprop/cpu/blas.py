@@ -1,0 +1,161 @@
+"""Large matrix products from compiled code, on the BLAS that NumPy itself uses.
+
+The matrix backend hands its large products (see :data:`fastprop.cpu.matrix.SMALL_GEMM`) to BLAS.
+numba's own ``np.dot`` would call SciPy's BLAS (``scipy.linalg.cython_blas``): in NumPy's and
+SciPy's wheels that is a second OpenBLAS with a thread pool of its own. Two pools in one process
+cost time twice over: eight 1024 x 1024 x 1024 float32 products ran 1.3 to 1.9% slower on SciPy's
+build than on NumPy's, and a program that also calls NumPy's BLAS wakes one pool while the other
+spins down. :func:`dot` calls ``cblas_sgemm`` or ``cblas_dgemm`` of NumPy's BLAS instead: the
+1024 x 1024 x 4 float32 gradient went from 1.054 to 1.033 times the time of its products done by
+NumPy, and the float64 one from 1.041 to 1.019 (README, performance notes).
+
+How. At import, every BLAS library loaded in the process (threadpoolctl finds them; NumPy's is
+loaded with NumPy) is searched for 64-bit-integer CBLAS products: ``scipy_cblas_sgemm64_`` and
+``scipy_cblas_dgemm64_`` (NumPy's wheels, scipy-openblas64), else ``cblas_sgemm64_`` and
+``cblas_dgemm64_``. Their addresses are registered with LLVM under fastprop's own names,
+``fastprop_sgemm`` and ``fastprop_dgemm``, which the compiled code calls. numba's disk cache keeps
+calls by name, so cached kernels stay valid on any machine: the names are bound at every import.
+
+Where no such symbols exist (a NumPy built on Accelerate, MKL or a 32-bit-integer OpenBLAS), or
+where the environment sets ``FASTPROP_NUMPY_DOT=1``, the two names are bound to a Python callback
+with the same C signature that multiplies with NumPy's ``np.dot``: the same BLAS, plus about
+9 µs per product to enter Python (a 128 x 128 x 128 float32 product took 29.5 µs that way, 20.4
+directly). ``PRODUCTS`` says which path is in use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+from llvmlite import binding
+from numba import types
+
+from .._jit import jit
+from ..threads import blas_paths
+
+#: CBLAS's row-major order and its transpose flags.
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
+
+#: Symbol names of 64-bit-integer CBLAS ``?gemm`` in the order they are looked for; ``{}`` is
+#: ``s`` or ``d``.
+CBLAS_NAMES = ("scipy_cblas_{}gemm64_", "cblas_{}gemm64_")
+
+
+def _signature(real: type) -> list:
+    """Argument types of ``cblas_?gemm`` with 64-bit integers (pointers as ``intp``)."""
+    flags, sizes, pointer = [types.int32] * 3, [types.int64] * 3, types.intp
+    return [*flags, *sizes, real, pointer, types.int64, pointer, types.int64, real, pointer,
+            types.int64]
+
+
+_sgemm = types.ExternalFunction("fastprop_sgemm", types.void(*_signature(types.float32)))
+_dgemm = types.ExternalFunction("fastprop_dgemm", types.void(*_signature(types.float64)))
+
+
+@jit(inline="always")
+def _operand(X):
+    """CBLAS's transpose flag and leading dimension for a row-major matrix (rows of unit stride,
+    a C-contiguous view) or a column-major one (a transposed view); -1 for any other layout."""
+    rows, cols = X.shape
+    size = X.itemsize
+    row_step, col_step = X.strides
+    if ((col_step == size or cols == 1) and row_step % size == 0
+            and (row_step >= cols * size or rows == 1)):
+        return np.int32(NO_TRANS), max(row_step // size, cols)
+    if ((row_step == size or rows == 1) and col_step % size == 0
+            and (col_step >= rows * size or cols == 1)):
+        return np.int32(TRANS), max(col_step // size, rows)
+    return np.int32(NO_TRANS), np.int64(-1)
+
+
+@jit
+def dot(A, B, out):
+    """``out = A B`` on NumPy's BLAS.
+
+    ``A`` and ``B`` are row-major or column-major (a transposed view is fine), ``out`` row-major
+    and contiguous, all of one floating dtype. Shapes and layouts are checked (a ``ValueError``):
+    BLAS would read and write past the arrays otherwise."""
+    M, N = out.shape
+    K = A.shape[1]
+    trans_a, lda = _operand(A)
+    trans_b, ldb = _operand(B)
+    if A.shape[0] != M or B.shape[0] != K or B.shape[1] != N:
+        raise ValueError("dot: the shapes of A, B and out do not agree")
+    trans_c, ldc = _operand(out)
+    if lda < 0 or ldb < 0 or trans_c != NO_TRANS or ldc != N:
+        raise ValueError("dot: A and B must be row- or column-major and out contiguous")
+    order = np.int32(ROW_MAJOR)
+    if out.itemsize == 4:
+        _sgemm(order, trans_a, trans_b, M, N, K, np.float32(1), A.ctypes.data, lda,
+               B.ctypes.data, ldb, np.float32(0), out.ctypes.data, ldc)
+    else:
+        _dgemm(order, trans_a, trans_b, M, N, K, np.float64(1), A.ctypes.data, lda,
+               B.ctypes.data, ldb, np.float64(0), out.ctypes.data, ldc)
+
+
+def _ctypes_signature(real: type) -> list:
+    """:func:`_signature` in ctypes."""
+    return [ctypes.c_int32] * 3 + [ctypes.c_int64] * 3 + [
+        real, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, real,
+        ctypes.c_void_p, ctypes.c_int64]
+
+
+def _matrix(address: int, trans: int, rows: int, cols: int, ld: int, real: type) -> np.ndarray:
+    """The ``rows x cols`` operand a CBLAS call describes, as a NumPy view of its memory."""
+    stored_rows, stored_cols = (cols, rows) if trans == TRANS else (rows, cols)
+    pointer = ctypes.cast(address, ctypes.POINTER(real))
+    stored = np.ctypeslib.as_array(pointer, (stored_rows, ld))[:, :stored_cols]
+    return stored.T if trans == TRANS else stored
+
+
+def numpy_dot_gemm(real: type):
+    """A Python function with ``cblas_?gemm``'s arguments (``real`` is ``ctypes.c_float`` or
+    ``ctypes.c_double``) that computes ``C = A B`` with ``np.dot``: the products' path where
+    NumPy's BLAS exports no 64-bit-integer CBLAS. It serves :func:`dot`, which always passes
+    row-major order, ``alpha = 1``, ``beta = 0`` and a contiguous ``C``."""
+
+    def gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        np.dot(_matrix(a, trans_a, m, k, lda, real), _matrix(b, trans_b, k, n, ldb, real),
+               out=_matrix(c, NO_TRANS, m, n, ldc, real))
+
+    return gemm
+
+
+def _find_cblas() -> tuple[str, dict[str, int]] | None:
+    """``(description, {"s": address, "d": address})`` of the first 64-bit-integer CBLAS
+    ``?gemm`` pair in a loaded BLAS library, or ``None``."""
+    for path in blas_paths():
+        library = ctypes.CDLL(path)
+        for name in CBLAS_NAMES:
+            try:
+                functions = {p: getattr(library, name.format(p)) for p in "sd"}
+            except AttributeError:
+                continue
+            addresses = {p: ctypes.cast(f, ctypes.c_void_p).value for p, f in functions.items()}
+            return f"{name.format('?')} in {path}", addresses
+    return None
+
+
+def _bind() -> tuple[str, list]:
+    """Bind ``fastprop_sgemm`` and ``fastprop_dgemm`` (see the module's docstring); returns the
+    description of the path and the callbacks that must stay alive."""
+    found = None if os.environ.get("FASTPROP_NUMPY_DOT") == "1" else _find_cblas()
+    callbacks = []
+    if found is None:
+        addresses = {}
+        for prefix, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
+            c_type = ctypes.CFUNCTYPE(None, *_ctypes_signature(real))
+            callbacks.append(c_type(numpy_dot_gemm(real)))
+            addresses[prefix] = ctypes.cast(callbacks[-1], ctypes.c_void_p).value
+        description = "np.dot through a Python callback (no 64-bit-integer CBLAS found)"
+    else:
+        description, addresses = found
+    for prefix, address in addresses.items():
+        binding.add_symbol(f"fastprop_{prefix}gemm", address)
+    return description, callbacks
+
+
+#: Which function the compiled products call (for the comparison command's machine note).
+PRODUCTS, _CALLBACKS = _bind()
