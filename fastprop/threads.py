@@ -35,19 +35,24 @@ def set_num_threads(n: int) -> None:
     _controller().limit(limits=n, user_api="blas")
 
 
+def _blas_pools() -> list:
+    """threadpoolctl's controller of every loaded BLAS library."""
+    return _controller().select(user_api="blas").lib_controllers
+
+
 def get_num_threads() -> dict[str, int]:
     """``{"numba": n, "blas": n}``: the thread counts in use (the BLAS's largest, if several)."""
-    blas = [pool.num_threads for pool in _controller().select(user_api="blas").lib_controllers]
+    blas = [pool.num_threads for pool in _blas_pools()]
     return {"numba": numba.get_num_threads(), "blas": max(blas, default=0)}
 
 
 def blas_paths() -> list[str]:
     """The files of the BLAS libraries loaded in this process (NumPy's among them)."""
-    return [pool.filepath for pool in _controller().select(user_api="blas").lib_controllers]
+    return [pool.filepath for pool in _blas_pools()]
 
 
 def blas_description() -> list[str]:
     """One line per loaded BLAS: library, version, kernel architecture, threads."""
     return [f"{pool.internal_api} {pool.version} ({getattr(pool, 'architecture', '?')} kernels, "
             f"{pool.num_threads} threads): {pool.prefix}"
-            for pool in _controller().select(user_api="blas").lib_controllers]
+            for pool in _blas_pools()]

@@ -31,6 +31,7 @@ import os
 import numpy as np
 from llvmlite import binding
 from numba import types
+from numba.core.typing.ctypes_utils import from_ctypes
 
 from .._jit import jit
 from ..threads import blas_paths
@@ -43,15 +44,21 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 CBLAS_NAMES = ("scipy_cblas_{}gemm64_", "cblas_{}gemm64_")
 
 
-def _signature(real: type) -> list:
-    """Argument types of ``cblas_?gemm`` with 64-bit integers (pointers as ``intp``)."""
-    flags, sizes, pointer = [types.int32] * 3, [types.int64] * 3, types.intp
-    return [*flags, *sizes, real, pointer, types.int64, pointer, types.int64, real, pointer,
-            types.int64]
+def _c_arguments(real: type) -> list:
+    """The ctypes of ``cblas_?gemm``'s arguments with 64-bit integers (pointers as ``ssize_t``,
+    which numba passes as ``intp``), ``real`` being ``ctypes.c_float`` or ``ctypes.c_double``."""
+    flags, sizes, pointer = [ctypes.c_int32] * 3, [ctypes.c_int64] * 3, ctypes.c_ssize_t
+    return [*flags, *sizes, real, pointer, ctypes.c_int64, pointer, ctypes.c_int64, real, pointer,
+            ctypes.c_int64]
 
 
-_sgemm = types.ExternalFunction("fastprop_sgemm", types.void(*_signature(types.float32)))
-_dgemm = types.ExternalFunction("fastprop_dgemm", types.void(*_signature(types.float64)))
+def _external(name: str, real: type) -> types.ExternalFunction:
+    """The compiled code's call of the symbol ``name`` with :func:`_c_arguments`."""
+    return types.ExternalFunction(name, types.void(*map(from_ctypes, _c_arguments(real))))
+
+
+_sgemm = _external("fastprop_sgemm", ctypes.c_float)
+_dgemm = _external("fastprop_dgemm", ctypes.c_double)
 
 
 @jit(inline="always")
@@ -93,13 +100,6 @@ def dot(A, B, out):
     else:
         _dgemm(order, trans_a, trans_b, M, N, K, np.float64(1), A.ctypes.data, lda,
                B.ctypes.data, ldb, np.float64(0), out.ctypes.data, ldc)
-
-
-def _ctypes_signature(real: type) -> list:
-    """:func:`_signature` in ctypes."""
-    return [ctypes.c_int32] * 3 + [ctypes.c_int64] * 3 + [
-        real, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, real,
-        ctypes.c_void_p, ctypes.c_int64]
 
 
 def _matrix(address: int, trans: int, rows: int, cols: int, ld: int, real: type) -> np.ndarray:
@@ -146,7 +146,7 @@ def _bind() -> tuple[str, list]:
     if found is None:
         addresses = {}
         for prefix, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
-            c_type = ctypes.CFUNCTYPE(None, *_ctypes_signature(real))
+            c_type = ctypes.CFUNCTYPE(None, *_c_arguments(real))
             callbacks.append(c_type(numpy_dot_gemm(real)))
             addresses[prefix] = ctypes.cast(callbacks[-1], ctypes.c_void_p).value
         description = "np.dot through a Python callback (no 64-bit-integer CBLAS found)"

@@ -350,8 +350,7 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     for first in range(0, X.shape[0], GROUP):
         g = min(GROUP, X.shape[0] - first)
         acts, _, _ = _group_parts(layout, work, g)
-        lo, hi = _share(0, 1, g)
-        _forward_part(layout, params, X, first, g, lo, hi, acts)
+        _forward_part(layout, params, X, first, g, np.int64(0), g, acts)
         scores = _outputs(layout, acts, last, g)
         for s in range(g):
             output_activation(activation_id(layout, last), scores[s], out[first + s])
