@@ -51,6 +51,12 @@ def blas_paths() -> list[str]:
     return [pool.filepath for pool in _blas_pools()]
 
 
+def blas_kernels() -> list[str | None]:
+    """The kernel family of every loaded BLAS as threadpoolctl reports it (OpenBLAS's
+    ``Haswell``, ``SkylakeX``, ...), ``None`` where the library does not say."""
+    return [getattr(pool, "architecture", None) for pool in _blas_pools()]
+
+
 def blas_description() -> list[str]:
     """One line per loaded BLAS: library, version, kernel architecture, threads."""
     return [f"{pool.internal_api} {pool.version} ({getattr(pool, 'architecture', '?')} kernels, "

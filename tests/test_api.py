@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 
 import numpy as np
@@ -10,7 +11,7 @@ from conftest import BACKENDS, DTYPES, make_problem, rel_diff
 from reference import reference_forward, reference_loss, reference_loss_and_grad
 
 import fastprop as fp
-from fastprop.cpu import matrix, naive
+from fastprop.cpu import blas, matrix, naive
 
 
 def test_layout_and_unpack_views():
@@ -136,20 +137,30 @@ def test_bitwise_deterministic(backend):
         assert loss == first_loss and grad.tobytes() == first.tobytes()
 
 
-@pytest.mark.parametrize(("width", "targets"), [(64, "rows"), (64, "labels"), (256, "rows")])
-def test_matrix_batch_split_among_threads(width, targets):
-    """The matrix kernel with 2 and 3 threads' worth of row blocks (run on however many threads
-    numba has): the float64 reference's numbers, each bitwise the same on every call. At width
-    256 the products of a thread's rows are larger than SMALL_GEMM: compiled only when split."""
-    net = fp.MLP([16, width, width, 8], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
-    params, X, Y = make_problem(net, 100, targets)
+@contextlib.contextmanager
+def large_products(compiled: bool):
+    """Large products of a split batch packed and compiled (``True``) or left to BLAS, whatever
+    this machine's BLAS: for fresh networks only, since a network sizes its workspace under the
+    setting of its first call (the setting is fixed at import outside tests)."""
+    before = blas._large_products_flag.value
+    blas._large_products_flag.value = int(compiled)
+    try:
+        yield
+    finally:
+        blas._large_products_flag.value = before
+
+
+def _check_split_gradients(net, batch, targets):
+    """The matrix kernel with 1, 2 and 3 threads' worth of row blocks (run on however many
+    threads numba has): the float64 reference's numbers, each bitwise the same on every call."""
+    params, X, Y = make_problem(net, batch, targets)
     backend = fp.BACKENDS["matrix"]
     Y_rows, labels = net._kernel_inputs(params, X, Y)
     expected_loss, expected = reference_loss_and_grad(net.sizes, net.activations, net.output,
                                                       net.loss_name, net.l2, params, X, Y)
     for n_threads in (1, 2, 3):
-        assert matrix._chunk_count(net._layout, 100, n_threads) == n_threads
-        work = np.empty(backend.workspace_size(net._layout, 100, n_threads))
+        assert matrix._chunk_count(net._layout, batch, n_threads) == n_threads
+        work = np.empty(backend.workspace_size(net._layout, batch, n_threads))
         results = []
         for _ in range(2):
             grad = np.empty_like(params)
@@ -161,6 +172,27 @@ def test_matrix_batch_split_among_threads(width, targets):
         assert results[0] == results[1]
 
 
+@pytest.mark.parametrize(("width", "targets"), [(64, "rows"), (64, "labels"), (256, "rows")])
+def test_matrix_batch_split_among_threads(width, targets):
+    """At width 256 the products of a thread's rows are larger than SMALL_GEMM: compiled only
+    when split."""
+    net = fp.MLP([16, width, width, 8], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
+    _check_split_gradients(net, 100, targets)
+
+
+def test_matrix_packed_products_in_a_split_batch():
+    """Weights past SPLIT_WEIGHTS in a split batch: packed products, 233 or 234 rows per thread
+    on three (rows past the last 4-row block; enough for the weight gradients' packed path),
+    layers of 300, 276 and 260 units (32-column blocks, then a 16-wide block and 4-wide ones);
+    left to BLAS, the batch is not split."""
+    sizes = [300, 276, 260, 8]
+    with large_products(True):
+        net = fp.MLP(sizes, "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
+        _check_split_gradients(net, 700, "labels")
+    with large_products(False):
+        assert matrix._chunk_count(fp.MLP(sizes)._layout, 200, 2) == 1
+
+
 def test_matrix_splits_only_gradients_of_compiled_products():
     layout = fp.MLP([16, 64, 64, 8])._layout
     assert matrix._chunk_count(layout, 100, 4) == 4  # 25 rows each
@@ -170,7 +202,12 @@ def test_matrix_splits_only_gradients_of_compiled_products():
     assert matrix._chunk_count(fp.MLP([32, 32, 32, 32, 32])._layout, 64, 2) == 1  # too little
     assert matrix._chunk_count(fp.MLP([16, 64, 6])._layout, 100, 2) == 1  # 6 columns: BLAS
     assert matrix._chunk_count(fp.MLP([256, 256, 256])._layout, 256, 2) == 2
-    assert matrix._chunk_count(fp.MLP([256, 512, 256])._layout, 256, 2) == 1  # BLAS-sized
+    wide = fp.MLP([256, 512, 256])._layout
+    with large_products(False):
+        assert matrix._chunk_count(wide, 256, 2) == 1  # BLAS-sized
+    with large_products(True):
+        assert matrix._chunk_count(wide, 256, 2) == 2  # packed
+        assert matrix._chunk_count(wide, 64, 2) == 1  # fewer than PACKED_ROWS rows each
 
 
 def test_naive_is_bitwise_the_same_on_any_thread_count():
@@ -207,15 +244,18 @@ def test_naive_is_bitwise_the_same_on_any_thread_count():
                     reference_forward(net.sizes, net.activations, net.output, params, X)) < 1e-13
 
 
-def test_a_short_naive_workspace_raises_and_writes_nothing_past_it():
-    """The naive kernel builds its workspace views with bounds checks: a workspace shorter than
-    workspace_size raises IndexError and never writes past its end (its loss slots once did,
-    one element short)."""
-    net = fp.MLP([8, 16, 4], "tanh")
-    params, X, Y = make_problem(net, 70, "rows")
-    kernels = fp.BACKENDS["naive"]
+@pytest.mark.parametrize(("backend", "sizes", "batch"), [
+    ("naive", [8, 16, 4], 70), ("matrix", [8, 16, 4], 70), ("matrix", [16, 64, 64, 8], 100)])
+def test_a_short_workspace_raises_and_writes_nothing_past_it(backend, sizes, batch):
+    """A workspace shorter than workspace_size raises IndexError and is never written past its
+    end: the naive kernel builds its views with bounds checks (its loss slots once were one
+    element short); the matrix kernel checks the length first (a split batch's per-thread
+    losses lie at the end). The matrix case at batch 100 splits among two threads."""
+    net = fp.MLP(sizes, "tanh")
+    params, X, Y = make_problem(net, batch, "rows")
+    kernels = fp.BACKENDS[backend]
     Y_rows, labels = net._kernel_inputs(params, X, Y)
-    need = kernels.workspace_size(net._layout, 70, 2)
+    need = kernels.workspace_size(net._layout, batch, 2)
     for length in (need - 1, need // 2, 10):
         buffer = np.full(need + 64, 7.0)
         with pytest.raises(IndexError):

@@ -117,7 +117,7 @@ def test_gradient_through_the_numpy_dot_callback(tmp_path):
     paths = [tmp_path / f"{name}.npy" for name in ("params", "X", "Y", "grad")]
     for path, array in zip(paths[:3], (params, X, Y), strict=True):
         np.save(path, array)
-    env = {**os.environ, "FASTPROP_NUMPY_DOT": "1"}
+    env = {**os.environ, "FASTPROP_NUMPY_DOT": "1", "FASTPROP_LARGE_PRODUCTS": "blas"}
     run = subprocess.run([sys.executable, "-c", _CALLBACK_RUN, *map(str, paths)], env=env,
                          capture_output=True, text=True, check=True)
     result = json.loads(run.stdout.splitlines()[-1])
@@ -126,3 +126,43 @@ def test_gradient_through_the_numpy_dot_callback(tmp_path):
                                                       net.loss_name, net.l2, params, X, Y)
     assert rel_diff(result["loss"], expected_loss) < 1e-13
     assert rel_diff(np.load(paths[3]), expected) < 1e-13
+
+
+@pytest.mark.parametrize(("setting", "kernels", "avx512", "compiled"), [
+    ("auto", ["Haswell"], True, True),           # OpenBLAS's AVX2 kernels on an AVX-512 CPU
+    ("auto", ["Haswell", "Zen"], True, True),
+    ("auto", ["SkylakeX"], True, False),         # its AVX-512 kernels
+    ("auto", ["Haswell", "SkylakeX"], True, False),
+    ("auto", ["Haswell"], False, False),         # no AVX-512 to compile for
+    ("auto", [None], True, False),               # a BLAS that does not say (MKL, Accelerate)
+    ("auto", [], True, False),
+    ("compiled", ["SkylakeX"], False, True),
+    ("blas", ["Haswell"], True, False),
+])
+def test_large_products_choice(monkeypatch, setting, kernels, avx512, compiled):
+    monkeypatch.setenv("FASTPROP_LARGE_PRODUCTS", setting)
+    monkeypatch.setattr(blas, "blas_kernels", lambda: kernels)
+    monkeypatch.setattr(blas.binding, "get_host_cpu_features", lambda: {"avx512f": avx512})
+    monkeypatch.setattr(blas.config, "CPU_NAME", None)
+    chosen, reason = blas._choose_large_products()
+    assert chosen is compiled
+    assert reason.startswith("compiled" if compiled else "blas")
+
+
+def test_large_products_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("FASTPROP_LARGE_PRODUCTS", "yes")
+    with pytest.raises(ValueError, match="FASTPROP_LARGE_PRODUCTS must be auto, compiled or blas"):
+        blas._choose_large_products()
+
+
+def test_compiled_code_reads_the_choice_when_it_runs():
+    """numba's disk cache keeps compiled code across processes: the choice is read from the
+    process at run time, not baked in. The same cached ``_chunk_count`` splits a 256 x 512 x 256
+    network's batch of 256 (packed products) or not (BLAS), by each process's setting."""
+    code = ("import fastprop as fp; from fastprop.cpu import matrix; "
+            "print(matrix._chunk_count(fp.MLP([256, 512, 256])._layout, 256, 2))")
+    for setting, chunks in (("compiled", "2"), ("blas", "1"), ("compiled", "2")):
+        env = {**os.environ, "FASTPROP_LARGE_PRODUCTS": setting}
+        run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        assert run.stdout.split()[-1] == chunks

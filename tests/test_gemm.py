@@ -15,10 +15,12 @@ from fastprop.cpu.gemm import (
     NR,
     NR_NARROW,
     NR_QUAD,
+    PACK_COLUMNS,
     _slp_jit,
     gemm,
     micro_kernel,
     narrow_micro_kernel,
+    packed_gemm,
     quad_micro_kernel,
 )
 
@@ -38,19 +40,66 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("transposed", [False, True], ids=["A", "A.T view"])
-def test_gemm_matches_float64_product(dtype, shape, transposed):
+def _operands(shape, dtype):
     M, K, N = shape
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     A = rng.standard_normal((M, K)).astype(dtype)
     B = rng.standard_normal((K, N)).astype(dtype)
-    C = np.full((M, N), np.nan, dtype)  # every element must be written
-    gemm(np.ascontiguousarray(A.T).T if transposed else A, B, C)
+    return A, B, np.full((M, N), np.nan, dtype)  # every element of C must be written
+
+
+def _assert_product(A, B, C):
     expected = A.astype(np.float64) @ B.astype(np.float64)
     bound = np.abs(A).astype(np.float64) @ np.abs(B).astype(np.float64)
-    assert (np.abs(C - expected) <= 4 * K * np.finfo(dtype).eps * bound).all()
+    assert (np.abs(C - expected) <= 4 * A.shape[1] * np.finfo(C.dtype).eps * bound).all()
+
+
+def _column_major(X):
+    """The same matrix, stored column by column (a transposed view of a C array)."""
+    return np.ascontiguousarray(X.T).T
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("transposed", [False, True], ids=["A", "A.T view"])
+def test_gemm_matches_float64_product(dtype, shape, transposed):
+    A, B, C = _operands(shape, dtype)
+    gemm(_column_major(A) if transposed else A, B, C)
+    _assert_product(A, B, C)
+
+
+#: The packed product's shapes: SHAPES, and column blocks longer than a cache way's stride.
+PACKED_SHAPES = [*SHAPES, (3 * MR + 2, 300, 2 * NR + NR_NARROW + NR_QUAD + 2), (64, 1024, 64)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", PACKED_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("layouts", ["AB", "A.T B", "A B.T", "A.T B.T"])
+def test_packed_gemm_matches_float64_product(dtype, shape, layouts):
+    """Every block width, the rows and columns left over, operands stored either way (the
+    forward product packs from ``W`` through a transposed view); ``pack`` exactly as long as
+    the contract asks, with a guard after it that must stay untouched."""
+    A, B, C = _operands(shape, dtype)
+    a = _column_major(A) if layouts.startswith("A.T") else A
+    b = _column_major(B) if layouts.endswith("B.T") else B
+    room = A.shape[1] * PACK_COLUMNS
+    pack = np.full(room + 8, 7.0, dtype)
+    packed_gemm(a, b, C, pack[:room])
+    _assert_product(A, B, C)
+    assert (pack[room:] == 7).all()
+
+
+@pytest.mark.parametrize("kernel, columns", [(micro_kernel, NR), (narrow_micro_kernel, NR_NARROW),
+                                             (quad_micro_kernel, NR_QUAD)])
+def test_micro_kernels_read_the_columns_they_are_given(kernel, columns):
+    """``kernel(A, B, C, i0, j0, jb)`` writes ``C[i0:i0+MR, j0:j0+columns]`` from columns
+    ``jb:jb+columns`` of ``B``, not ``j0:``, and nothing else of ``C``."""
+    A, B, _ = _operands((MR + 2, 9, 3 * columns), np.float64)
+    B *= 100  # a column offset taken from a value of B would be far off
+    C = np.full((MR + 2, 2 * columns), np.nan)
+    kernel(A, B, C, 1, columns, 2 * columns)
+    _assert_product(A[1:1 + MR], B[:, 2 * columns:], C[1:1 + MR, columns:])
+    assert np.isnan(C[:, :columns]).all() and np.isnan(C[[0, MR + 1]]).all()
 
 
 @pytest.mark.skipif(bool(config.BOUNDSCHECK),
@@ -68,19 +117,21 @@ def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
         B = np.ones((3, columns), np.float32)
         C = np.empty((MR, columns), np.float32)
         before = config.SLP_VECTORIZE
-        kernel(A, B, C, 0, 0)
+        kernel(A, B, C, 0, 0, 0)
         assert config.SLP_VECTORIZE == before
         assert (C == 3).all()
-        signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0))
+        signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0, 0))
         asm = kernel.inspect_asm(signature)
         register = "[yz]mm" if columns > NR_QUAD else "xmm"  # four float32 fill an xmm
         assert len(re.findall(rf"vfmadd\w*ps\s+[^\n]*%{register}", asm)) >= MR
-    # The kernels run inlined into gemm, compiled the same way; compiled afresh here, since numba
-    # cannot show the assembly of gemm's disk-cached code.
-    fresh_gemm = _slp_jit(gemm.py_func)
+    # The kernels run inlined into gemm and packed_gemm, compiled the same way; compiled afresh
+    # here, since numba cannot show the assembly of disk-cached code.
     A, B = np.ones((MR, 3), np.float32), np.ones((3, NR), np.float32)
-    C = np.empty((MR, NR), np.float32)
-    fresh_gemm(A, B, C)
-    assert (C == 3).all()
-    asm = fresh_gemm.inspect_asm(tuple(numba.typeof(value) for value in (A, B, C)))
-    assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR
+    pack = np.empty(3 * PACK_COLUMNS, np.float32)
+    for product, extra in ((gemm, ()), (packed_gemm, (pack,))):
+        fresh = _slp_jit(product.py_func)
+        C = np.empty((MR, NR), np.float32)
+        fresh(A, B, C, *extra)
+        assert (C == 3).all()
+        asm = fresh.inspect_asm(tuple(numba.typeof(value) for value in (A, B, C, *extra)))
+        assert len(re.findall(r"vfmadd\w*ps\s+[^\n]*%[yz]mm", asm)) >= MR

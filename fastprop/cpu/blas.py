@@ -29,12 +29,14 @@ import ctypes
 import os
 
 import numpy as np
-from llvmlite import binding
+from llvmlite import binding, ir
 from numba import types
+from numba.core import cgutils, config
 from numba.core.typing.ctypes_utils import from_ctypes
+from numba.extending import intrinsic
 
 from .._jit import jit
-from ..threads import blas_paths
+from ..threads import blas_kernels, blas_paths
 
 #: CBLAS's row-major order and its transpose flags.
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
@@ -159,3 +161,55 @@ def _bind() -> tuple[str, list]:
 
 #: Which function the compiled products call (for the comparison command's machine note).
 PRODUCTS, _CALLBACKS = _bind()
+
+
+#: OpenBLAS's kernel families with AVX-512 products (threadpoolctl's ``architecture``).
+AVX512_OPENBLAS_KERNELS = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
+#: The symbol through which compiled code reads :data:`COMPILED_LARGE_PRODUCTS`.
+_LARGE_PRODUCTS_SYMBOL = "fastprop_compiled_large_products"
+
+
+def _choose_large_products() -> tuple[bool, str]:
+    """Whether a batch split among threads multiplies large matrices in compiled code (the
+    packed product of :mod:`fastprop.cpu.gemm`) rather than on the BLAS, and why.
+
+    ``FASTPROP_LARGE_PRODUCTS=compiled`` or ``=blas`` decides. Otherwise the compiled products
+    are chosen where they were measured faster: numba compiles for a host with AVX-512 while
+    every loaded BLAS is an OpenBLAS whose kernels are not AVX-512 ones (its ``Haswell`` kernels
+    on an AVX-512 CPU it does not recognise, or where ``OPENBLAS_CORETYPE`` says so). There, one
+    thread's packed products ran 1.6 to 2 times faster than OpenBLAS's (README, performance
+    notes). Against OpenBLAS's AVX-512 kernels, MKL or Accelerate the BLAS keeps them."""
+    setting = os.environ.get("FASTPROP_LARGE_PRODUCTS", "auto")
+    if setting not in ("auto", "compiled", "blas"):
+        raise ValueError(f"FASTPROP_LARGE_PRODUCTS must be auto, compiled or blas, got {setting!r}")
+    if setting != "auto":
+        return setting == "compiled", f"{setting} (FASTPROP_LARGE_PRODUCTS={setting})"
+    kernels = blas_kernels()
+    avx512_host = not config.CPU_NAME and binding.get_host_cpu_features().get("avx512f", False)
+    narrower_blas = bool(kernels) and all(
+        kernel is not None and kernel not in AVX512_OPENBLAS_KERNELS for kernel in kernels)
+    if avx512_host and narrower_blas:
+        return True, f"compiled (AVX-512 host, OpenBLAS {'/'.join(kernels)} kernels)"
+    return False, "blas"
+
+
+#: Whether large products of a batch split among threads are compiled (see
+#: :func:`_choose_large_products`), and the reason, for the comparison command's machine note.
+COMPILED_LARGE_PRODUCTS, LARGE_PRODUCTS = _choose_large_products()
+_large_products_flag = ctypes.c_int64(COMPILED_LARGE_PRODUCTS)
+binding.add_symbol(_LARGE_PRODUCTS_SYMBOL, ctypes.addressof(_large_products_flag))
+
+
+@intrinsic
+def compiled_large_products(typingctx):
+    """:data:`COMPILED_LARGE_PRODUCTS` (an int64), read from the process at run time: a global
+    baked into compiled code would be kept in numba's disk cache across processes and settings."""
+
+    def codegen(context, builder, signature, args):
+        module = builder.module
+        flag = module.globals.get(_LARGE_PRODUCTS_SYMBOL)
+        if flag is None:
+            flag = cgutils.add_global_variable(module, ir.IntType(64), _LARGE_PRODUCTS_SYMBOL)
+        return builder.load(flag)
+
+    return types.int64(), codegen

@@ -8,34 +8,38 @@ For a batch ``A_0 = X`` of shape ``(batch, n_0)``::
                D_{l-1} = (D_l W_l) * f'_{l-1}(A_{l-1})                one GEMM, one fused pass
 
 Products of a batch up to :data:`SMALL_GEMM` multiply-adds go to the compiled, register-blocked
-:func:`fastprop.cpu.gemm.gemm` (``A W^T`` through a transposed copy of ``W``, ``D^T A`` and
-``D W`` as they are), where BLAS's per-call overhead would dominate; larger ones go to NumPy's
-BLAS through :func:`fastprop.cpu.blas.dot` (``W^T`` and ``D^T`` are column-major views, which BLAS
-takes as they are). Both write straight into the gradient vector's views and the
-workspace. Each element-wise step is one compiled pass: bias plus activation,
-loss plus output delta, activation derivative. Only activations are kept: each derivative is
-computed from the activation (see :mod:`fastprop.activations`), and ``D_l`` overwrites ``A_l`` once
-``A_l`` has been used.
+:func:`fastprop.cpu.gemm.gemm` (``A W^T`` through a transposed copy of ``W``, ``D^T A`` and ``D W``
+as they are), where BLAS's per-call overhead would dominate; larger ones go to NumPy's BLAS through
+:func:`fastprop.cpu.blas.dot` (``W^T`` and ``D^T`` are column-major views, which BLAS takes as they
+are), or, in a batch split among threads, to the compiled :func:`fastprop.cpu.gemm.packed_gemm`
+(``D^T A`` through a transposed copy of ``D``). All write straight into the gradient vector's views
+and the workspace. Each element-wise step is one compiled pass: bias plus activation, loss plus
+output delta, activation derivative. Only activations are kept: each derivative is computed from the
+activation (see :mod:`fastprop.activations`), and ``D_l`` overwrites ``A_l`` once ``A_l`` has been
+used.
 
 Workspace (one flat array of the network's dtype, see :func:`workspace_size`): every layer's
-activations for the batch, one scratch block for ``D_l W_l``, one for a transposed weight matrix
-(the compiled product of :mod:`fastprop.cpu.gemm` reads ``W^T`` by rows), and at the end the
-per-sample losses. A batch split among threads has one such block per thread, for its rows, then
-the gradients of every thread but the first, then one loss per thread.
+activations for the batch, one scratch block for ``D_l W_l``, the packed product's column block, one
+block for a transposed weight matrix or delta (the compiled products read ``W^T`` and ``D^T`` by
+rows), and at the end the per-sample losses. The kernels check its length first. A batch split among
+threads has one such block per thread, for its rows, then the gradients of every thread but the
+first, then one loss per thread.
 
-Threads: a gradient whose products of a thread's rows can all go to the compiled
-:func:`~fastprop.cpu.gemm.gemm` (weights up to 256 x 256, see :func:`_chunk_count`) and that is
-big enough splits its
-batch among numba's threads in one parallel region: each thread runs the whole forward and
-backward pass on its contiguous rows, into its own gradient (the first thread's is ``grad``
-itself), and the gradients are then added in thread order. The result depends on the inputs and
-the thread count only. Every other gradient runs on the calling thread, its large products on the
-BLAS's threads, and never starts numba's thread pool: a gradient never has both pools working.
-Splitting the element-wise passes of a BLAS-bound gradient among numba threads as well made two
-spinning thread pools fight for the cores: on 2 cores, numba's OpenMP workers spinning after a
-``prange`` slowed the next GEMM 10 to 20 times (64 ms instead of 3.5 ms for a 256-wide network at
-batch 256). With SIMD passes, the serial element-wise work stays a small fraction of the GEMM
-time (see the README's performance notes).
+Threads: a gradient whose products of a thread's rows can all go to compiled code (to
+:func:`~fastprop.cpu.gemm.gemm`, weights up to 256 x 256; or, where
+:func:`fastprop.cpu.blas.compiled_large_products` says so, any size to the packed product, with at
+least :data:`PACKED_ROWS` rows per thread; see :func:`_chunk_count`) and that is big enough splits
+its batch among numba's threads in one parallel region: each thread runs the whole forward and
+backward pass on its contiguous rows, into its own gradient (the first thread's is ``grad`` itself),
+and the gradients are then added in thread order (in a second parallel region for large networks,
+each thread adding one part of every gradient). The result depends on the inputs and the thread
+count only. Every other gradient runs on the calling thread, its large products on the BLAS's
+threads, and never starts numba's thread pool: a gradient never has both pools working. Splitting
+the element-wise passes of a BLAS-bound gradient among numba threads as well made two spinning
+thread pools fight for the cores: on 2 cores, numba's OpenMP workers spinning after a ``prange``
+slowed the next GEMM 10 to 20 times (64 ms instead of 3.5 ms for a 256-wide network at batch 256).
+With SIMD passes, the serial element-wise work stays a small fraction of the GEMM time (see the
+README's performance notes).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from .._jit import jit
 from .._layout import N_IN, N_OUT
 from ..activations import IDENTITY, activate, derivative
 from ..losses import batch_loss_and_delta, output_activation
-from .blas import dot
+from .blas import compiled_large_products, dot
 from .common import (
     OK,
     activation_id,
@@ -62,17 +66,31 @@ from .common import (
     total_width,
     weights,
 )
-from .gemm import MR, NR_QUAD, gemm
+from .gemm import MR, NR_QUAD, PACK_COLUMNS, gemm, packed_gemm
 from .views import borrowed, matrix_view
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
     """Length of the workspace for a batch of ``batch`` samples on ``n_threads`` threads."""
-    n_chunks = int(_chunk_count(layout, batch, n_threads))
-    one_chunk = int(_chunk_workspace(layout, _chunk_rows(batch, n_chunks)))
+    return int(_workspace_needed(layout, batch, _chunk_count(layout, batch, n_threads)))
+
+
+@jit
+def _workspace_needed(layout, batch, n_chunks):
+    """Length of the workspace for a batch of ``batch`` samples in ``n_chunks`` row blocks."""
+    one_chunk = _chunk_workspace(layout, _chunk_rows(batch, n_chunks))
     if n_chunks == 1:
         return one_chunk
-    return n_chunks * (one_chunk + 1) + (n_chunks - 1) * int(parameter_count(layout))
+    return n_chunks * (one_chunk + 1) + (n_chunks - 1) * parameter_count(layout)
+
+
+@jit(inline="always")
+def _check_workspace(layout, batch, n_chunks, work):
+    """Raise ``IndexError`` for a workspace shorter than :func:`workspace_size`: the kernels'
+    slices of it would be shorter than they assume (the per-thread losses written past its
+    end)."""
+    if work.shape[0] < _workspace_needed(layout, batch, n_chunks):
+        raise IndexError("the matrix backend's workspace is shorter than workspace_size")
 
 
 def uses_threads(batch: int) -> bool:
@@ -90,20 +108,48 @@ def _chunk_rows(batch, n_chunks):
 
 @jit
 def _chunk_workspace(layout, batch):
-    """Workspace of one thread's rows: activations, the ``D W`` scratch, ``W^T``, the losses."""
+    """Workspace of one thread's rows: activations, the ``D W`` scratch, the pack block, the
+    transposed block, the losses."""
     scratch = 0
     for layer in range(1, layout.shape[0]):
         scratch = max(scratch, layout[layer, N_IN])
-    return batch * (total_width(layout) + scratch + 1) + _largest_weights(layout)
+    return (batch * (total_width(layout) + scratch + 1) + _pack_size(layout, batch)
+            + _transposed_size(layout, batch))
 
 
 @jit
-def _largest_weights(layout):
-    """Elements of the largest weight matrix: the size of the workspace's ``W^T`` block."""
-    size = 0
+def _widest(layout):
+    """The largest layer width, inputs included."""
+    widest = 0
+    for layer in range(layout.shape[0]):
+        widest = max(widest, layout[layer, N_IN], layout[layer, N_OUT])
+    return widest
+
+
+@jit
+def _transposed_size(layout, batch):
+    """Elements of the workspace's transposed block: room for the largest ``W^T`` (the compiled
+    product's forward operand) and the largest ``D^T`` (the packed weight gradient's)."""
+    size = batch * _widest(layout)
     for layer in range(layout.shape[0]):
         size = max(size, layout[layer, N_IN] * layout[layer, N_OUT])
     return size
+
+
+@jit(inline="always")
+def _pack_size(layout, batch):
+    """Elements of the pack block of :func:`~fastprop.cpu.gemm.packed_gemm`: a column block of
+    the longest inner dimension (a layer's inputs or outputs, or the rows)."""
+    return PACK_COLUMNS * max(batch, _widest(layout))
+
+
+@jit(inline="always")
+def _end_blocks(layout, batch, work):
+    """The pack block and the transposed block, which lie before the losses at the end of the
+    workspace."""
+    transposed = work.shape[0] - batch - _transposed_size(layout, batch)
+    pack_start = transposed - _pack_size(layout, batch)
+    return work[pack_start:transposed], work[transposed:work.shape[0] - batch]
 
 
 #: Largest weight matrix (elements) for which a one-sample batch uses compiled loops, not BLAS.
@@ -119,10 +165,23 @@ MIN_CHUNK_ROWS = 16
 PARALLEL_WORK = 1 << 19
 #: In a batch split among threads, the largest product of a thread's rows, and the largest weight
 #: matrix (elements; read once per four rows, it stays in the core's cache up to this size), for
-#: which every product is compiled. With the cores split this way, 256 x 256 x 4 took 2.5 ms in
-#: float64 (1.4 in float32), where products on OpenBLAS's two threads took 3.4 (2.4).
+#: which every product goes to :func:`~fastprop.cpu.gemm.gemm`. With the cores split this way,
+#: 256 x 256 x 4 took 2.5 ms in float64 (1.4 in float32), where products on OpenBLAS's two
+#: threads took 3.4 (2.4). Larger products of a split batch go to
+#: :func:`~fastprop.cpu.gemm.packed_gemm`, where :func:`~fastprop.cpu.blas.compiled_large_products`
+#: says so; otherwise the batch is not split and they go to BLAS.
 SPLIT_GEMM = 1 << 24
 SPLIT_WEIGHTS = 1 << 16
+#: No limit: every product of a thread's rows compiled, the large ones packed.
+UNLIMITED = 1 << 62
+#: Fewest rows per thread for packed products: each packed column block serves every row block
+#: of the thread's rows, and with fewer rows the packing dominates (64 x 512 x 4 float32 on two
+#: threads, 32 rows each: 1.55 times the time of its products on BLAS, where 128 x 1024 x 2, 64
+#: rows each, took 0.83 times).
+PACKED_ROWS = 64
+#: Fewest parameters for which the threads' gradients are added in parallel (a second parallel
+#: region, a few microseconds): 4 million float32 took about 3 ms on one thread.
+PARALLEL_SUM = 1 << 18
 # The limits go to the compiled functions as ``np.int64(...)``: numba compiles a function again
 # for each constant argument (a literal type), and ``_gradient``, with everything it calls,
 # compiled twice, once per limit, for a quarter of this module's compile time.
@@ -146,6 +205,17 @@ def _compiled_gemm_fits(rows, inner, cols, limit):
 
 
 @jit(inline="always")
+def _unpacked_fits(rows, inner, cols, limit, pack):
+    """Whether :func:`~fastprop.cpu.gemm.gemm` takes a ``rows x inner x cols`` product: it
+    fits ``limit`` and, where a pack block is given (a batch split among threads), its right
+    operand is small enough to stay in the core's cache (:data:`SPLIT_WEIGHTS`). A larger one
+    goes to the packed product: 64 x 512 x 512 float32 products made a 128 x 512 x 4 gradient
+    on two threads 1.5 times slower than on BLAS."""
+    return (_compiled_gemm_fits(rows, inner, cols, limit)
+            and (pack.shape[0] == 0 or inner * cols <= SPLIT_WEIGHTS))
+
+
+@jit(inline="always")
 def _transposed_weight_gradient(batch, n_in, n_out, limit):
     """Whether the weight gradient ``D^T A`` of a layer is computed as ``out^T = A^T D``: for
     fewer inputs than outputs, where that fits the compiled product (see
@@ -154,18 +224,19 @@ def _transposed_weight_gradient(batch, n_in, n_out, limit):
 
 
 @jit
-def _all_products_compiled(layout, batch):
-    """Whether every product of a gradient at ``batch`` (> 1) rows goes to the compiled
-    :func:`~fastprop.cpu.gemm.gemm`, none to BLAS (the choices of :func:`_times_transpose`,
-    :func:`_transpose_times` and :func:`_times`)."""
+def _all_products_compiled(layout, batch, weights_limit, limit):
+    """Whether every product of a gradient at ``batch`` (> 1) rows goes to compiled code, none
+    to BLAS (the choices of :func:`_times_transpose`, :func:`_transpose_times` and
+    :func:`_times`), with weight matrices up to ``weights_limit`` elements and products up to
+    ``limit`` multiply-adds."""
     for layer in range(layout.shape[0]):
         n_in, n_out = layout[layer, N_IN], layout[layer, N_OUT]
-        if n_in * n_out > SPLIT_WEIGHTS or not _compiled_gemm_fits(batch, n_in, n_out, SPLIT_GEMM):
+        if n_in * n_out > weights_limit or not _compiled_gemm_fits(batch, n_in, n_out, limit):
             return False
-        if not (_transposed_weight_gradient(batch, n_in, n_out, SPLIT_GEMM)
-                or _compiled_gemm_fits(n_out, batch, n_in, SPLIT_GEMM)):
+        if not (_transposed_weight_gradient(batch, n_in, n_out, limit)
+                or _compiled_gemm_fits(n_out, batch, n_in, limit)):
             return False
-        if layer > 0 and not _compiled_gemm_fits(batch, n_out, n_in, SPLIT_GEMM):
+        if layer > 0 and not _compiled_gemm_fits(batch, n_out, n_in, limit):
             return False
     return True
 
@@ -175,19 +246,27 @@ def _chunk_count(layout, batch, n_threads):
     """Threads that a gradient of ``batch`` samples splits among: 1 unless each gets at least
     :data:`MIN_CHUNK_ROWS` rows, the gradient has at least :data:`PARALLEL_WORK` multiply-adds
     per layer pass, and every product of a thread's rows is compiled (BLAS inside the parallel
-    region would start the BLAS's threads too)."""
+    region would start the BLAS's threads too): all fit :func:`~fastprop.cpu.gemm.gemm`, or
+    :func:`~fastprop.cpu.blas.compiled_large_products` lets the large ones be packed."""
     n_chunks = min(n_threads, batch // MIN_CHUNK_ROWS)
-    if (n_chunks < 2 or batch * parameter_count(layout) < PARALLEL_WORK
-            or not _all_products_compiled(layout, _chunk_rows(batch, n_chunks))):
+    if n_chunks < 2 or batch * parameter_count(layout) < PARALLEL_WORK:
         return 1
-    return n_chunks
+    rows = _chunk_rows(batch, n_chunks)
+    if _all_products_compiled(layout, rows, SPLIT_WEIGHTS, SPLIT_GEMM) or (
+            compiled_large_products() and rows >= PACKED_ROWS
+            and _all_products_compiled(layout, rows, UNLIMITED, UNLIMITED)):
+        return n_chunks
+    return 1
 
 
 @jit(inline="always")
-def _product(A, B, out, limit):
-    """``out = A B``: the compiled :func:`~fastprop.cpu.gemm.gemm` where it fits, else BLAS."""
-    if _compiled_gemm_fits(A.shape[0], A.shape[1], B.shape[1], limit):
+def _product(A, B, out, limit, pack):
+    """``out = A B``: the compiled :func:`~fastprop.cpu.gemm.gemm` where it fits, else the
+    packed one where a pack block is given (a batch split among threads), else BLAS."""
+    if _unpacked_fits(A.shape[0], A.shape[1], B.shape[1], limit, pack):
         gemm(A, B, out)
+    elif pack.shape[0] > 0:
+        packed_gemm(A, B, out, pack)
     else:
         dot(A, B, out)
 
@@ -211,13 +290,16 @@ def _transpose_into(W, WT):
 
 
 @jit(fastmath={"reassoc"})
-def _times_transpose(A, W, out, WT, limit):
+def _times_transpose(A, W, out, WT, limit, pack):
     """``out = A W^T``; ``reassoc`` lets each dot product of a single sample run in SIMD lanes.
-    ``WT`` is room for ``W^T`` (``n_in x n_out``), which the compiled product reads by rows."""
+    ``WT`` is room for ``W^T`` (``n_in x n_out``), which the compiled product reads by rows; the
+    packed product packs its column blocks from ``W`` itself."""
     if A.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        if _compiled_gemm_fits(A.shape[0], A.shape[1], W.shape[0], limit):
+        if _unpacked_fits(A.shape[0], A.shape[1], W.shape[0], limit, pack):
             _transpose_into(W, WT)
             gemm(A, WT, out)
+        elif pack.shape[0] > 0:
+            packed_gemm(A, W.T, out, pack)
         else:
             dot(A, W.T, out)
         return
@@ -243,28 +325,38 @@ def _times_transpose(A, W, out, WT, limit):
 
 
 @jit
-def _times(D, W, out, limit):
+def _times(D, W, out, limit, pack):
     """``out = D W`` (the back-propagated delta); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SMALL_PRODUCT:
-        _product(D, W, out, limit)
+        _product(D, W, out, limit, pack)
         return
     out[0, :] = 0
     add_combination(D[0], W, out[0])
 
 
 @jit
-def _transpose_times(D, A, out, limit):
+def _transpose_times(D, A, out, limit, pack, transposed):
     """``out = D^T A`` (the weight gradient); one sample as an outer product.
 
     The compiled product computes ``out^T = A^T D`` instead where ``out`` has fewer columns than
     rows (a layer with few inputs): both ways read contiguous rows (of ``A`` or of ``D``), and the
-    wider result fills the wide micro-kernel (32 x 32 x 4 float32: 0.13 µs, BLAS 0.45)."""
+    wider result fills the wide micro-kernel (32 x 32 x 4 float32: 0.13 µs, BLAS 0.45). The
+    packed product reads ``D^T`` from a copy in ``transposed``: read through the transposed
+    view, four elements per row of ``D`` a row length apart, its float32 products ran at 116
+    GFLOP/s instead of 201 (512 x 1024 rows of ``D``, the copy included)."""
     if D.shape[0] > 1 or out.size > SMALL_PRODUCT:
         n_out, n_in = out.shape
-        if _transposed_weight_gradient(D.shape[0], n_in, n_out, limit):
+        rows = D.shape[0]
+        if n_in < n_out and _unpacked_fits(n_in, rows, n_out, limit, pack):
             gemm(A.T, D, out.T)
+        elif _unpacked_fits(n_out, rows, n_in, limit, pack):
+            gemm(D.T, A, out)
+        elif pack.shape[0] > 0:
+            DT = matrix_view(transposed, 0, n_out, rows)
+            _transpose_into(D, DT)
+            packed_gemm(DT, A, out, pack)
         else:
-            _product(D.T, A, out, limit)
+            dot(D.T, A, out)
         return
     for j in range(D.shape[1]):
         d = D[0, j]
@@ -308,19 +400,19 @@ def _column_sums(D, out):
 
 
 @jit
-def _forward_scores(layout, params, X, work, limit):
+def _forward_scores(layout, params, X, work, limit, pack):
     """Forward pass: hidden activations and the last layer's scores, in the workspace."""
     batch = X.shape[0]
     last = layout.shape[0] - 1
-    transposed = work.shape[0] - batch - _largest_weights(layout)  # W^T: before the losses
+    _, transposed = _end_blocks(layout, batch, work)
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
-        WT = matrix_view(work, transposed, layout[layer, N_IN], layout[layer, N_OUT])
+        WT = matrix_view(transposed, 0, layout[layer, N_IN], layout[layer, N_OUT])
         if layer == 0:
-            _times_transpose(X, W, A, WT, limit)
+            _times_transpose(X, W, A, WT, limit, pack)
         else:
-            _times_transpose(activations(work, layout, layer - 1, batch), W, A, WT, limit)
+            _times_transpose(activations(work, layout, layer - 1, batch), W, A, WT, limit, pack)
         _bias_activation(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
@@ -336,11 +428,15 @@ def _loss_sum(layout, loss_id, Y, labels, scale, batch, work):
 
 
 @jit
-def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, limit):
+def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, limit, packed):
     """Forward and backward pass over the rows of ``X``: their summed loss; ``grad`` (written)
-    is the gradient of ``scale`` times that sum."""
+    is the gradient of ``scale`` times that sum. Products past ``limit`` go to
+    :func:`~fastprop.cpu.gemm.packed_gemm` where ``packed``, else to BLAS."""
     batch = X.shape[0]
-    _forward_scores(layout, params, X, work, limit)
+    pack, transposed = _end_blocks(layout, batch, work)
+    if not packed:
+        pack = pack[:0]
+    _forward_scores(layout, params, X, work, limit, pack)
     total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
     scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
@@ -348,14 +444,14 @@ def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, limit):
         W, _ = weights(params, layout, layer)
         dW, db = weights(grad, layout, layer)
         if layer == 0:
-            _transpose_times(D, X, dW, limit)
+            _transpose_times(D, X, dW, limit, pack, transposed)
         else:
             A_in = activations(work, layout, layer - 1, batch)
-            _transpose_times(D, A_in, dW, limit)
+            _transpose_times(D, A_in, dW, limit, pack, transposed)
         _column_sums(D, db)
         if layer > 0:
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
-            _times(D, W, G, limit)
+            _times(D, W, G, limit, pack)
             _times_derivative(G, A_in, activation_id(layout, layer - 1))
     return total
 
@@ -376,14 +472,28 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_
         target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
         losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
                               labels[start:stop], scale, target, work[c * size:(c + 1) * size],
-                              np.int64(SPLIT_GEMM))
+                              np.int64(SPLIT_GEMM), True)
     total = losses[0]
     for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
         total += losses[c]        # array sums into parallel reductions with allocations)
-        part = gradients[(c - 1) * n_params:c * n_params]
-        for k in range(n_params):
-            grad[k] += part[k]
+    if n_params < PARALLEL_SUM:
+        _add_gradients(grad, gradients, 0, n_params)
+    else:
+        for c in prange(n_chunks):  # each thread adds a contiguous part of every gradient
+            _add_gradients(grad, gradients, c * n_params // n_chunks,
+                           (c + 1) * n_params // n_chunks)
     return total
+
+
+@jit(inline="always")
+def _add_gradients(grad, gradients, start, stop):
+    """``grad[start:stop] +=`` the same part of each gradient in ``gradients`` (the other
+    threads', one after another), in their order: the sum is the same for any split."""
+    n_params = grad.shape[0]
+    for offset in range(0, gradients.shape[0], n_params):
+        part = gradients[offset:offset + n_params]
+        for k in range(start, stop):
+            grad[k] += part[k]
 
 
 @jit
@@ -398,9 +508,10 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     batch = X.shape[0]
     scale = work.dtype.type(1) / batch
     n_chunks = _chunk_count(layout, batch, n_threads)
+    _check_workspace(layout, batch, n_chunks, work)
     if n_chunks == 1:
         total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
-                          np.int64(SMALL_GEMM))
+                          np.int64(SMALL_GEMM), False)
     else:
         total = _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
                                 n_chunks)
@@ -416,8 +527,9 @@ def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_thread
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM))
     batch = X.shape[0]
+    _check_workspace(layout, batch, 1, work)
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), work[:0])
     scale = work.dtype.type(1) / batch
     total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
     return OK, total * scale + l2_penalty(layout, params, l2)
@@ -431,7 +543,8 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM))
+    _check_workspace(layout, X.shape[0], 1, work)
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), work[:0])
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, X.shape[0])
     for i in range(X.shape[0]):
