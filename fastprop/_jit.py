@@ -9,6 +9,20 @@
 
 from functools import partial
 
+import numba
 from numba import njit
 
 jit = partial(njit, cache=True, error_model="numpy")
+
+
+def start_parallel_runtime() -> None:
+    """Start numba's parallel runtime (its threading layer) in this process, once.
+
+    Modules with parallel kernels call this when they are imported, before any of their code can
+    be loaded from numba's disk cache. numba starts the runtime when it loads a cached parallel
+    function, but not when it loads a cached function that only calls one: such a function,
+    compiled in a process that had loaded its parallel callee from the cache, is cached without
+    the start-up step, and loading it in a later process leaves its calls into the runtime
+    unresolved (LLVM aborts the interpreter: "Symbol not found: allocate_sched").
+    """
+    numba.get_num_threads()

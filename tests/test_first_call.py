@@ -1,0 +1,143 @@
+"""The first fastprop call of a fresh process, through every public entry point.
+
+Each scenario runs in a new interpreter, as a user's script does, first from an empty numba cache
+and then again with the cache those runs left. A warm test process hides what goes wrong here:
+code loaded from numba's disk cache before anything in the process has started numba's parallel
+runtime. The empty pass runs the scenarios one after another, each process loading what the
+earlier ones compiled and compiling the rest, which is how a user's cache fills up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from itertools import product
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+HEADER = """
+import numpy as np
+import fastprop as fp
+rng = np.random.default_rng(0)
+"""
+
+#: ``(batch, width)`` of a 4-layer network, chosen to take each path of the backends: one
+#: sample; a small batch on the calling thread; a batch split among numba's threads; large
+#: products on the BLAS (a batch too small to split); a large split batch.
+CASES = ((1, 32), (16, 32), (64, 64), (16, 512), (256, 256))
+
+NETWORK_CALLS = {
+    "value_and_grad": "loss, grad = net.value_and_grad(p, X, Y, backend={backend!r})\n"
+                      "assert np.isfinite(loss) and np.isfinite(grad).all()",
+    "loss": "assert np.isfinite(net.loss(p, X, Y, backend={backend!r}))",
+    "forward": "assert np.isfinite(net.forward(p, X, backend={backend!r})).all()",
+    "predict": "assert net.predict(p, X, backend={backend!r}).shape == (X.shape[0], 4)",
+}
+
+
+def _network_scenario(call: str, backend: str, dtype: str, batch: int, width: int) -> str:
+    return HEADER + f"""
+net = fp.MLP([{width}] * 4 + [4], activation="tanh", dtype=np.{dtype}); p = net.init(seed=0)
+X = rng.standard_normal((batch := {batch}, {width})).astype(np.{dtype})
+Y = rng.standard_normal((batch, 4)).astype(np.{dtype})
+""" + NETWORK_CALLS[call].format(backend=backend)
+
+
+def _train_scenario(backend: str, dtype: str, batch: int) -> str:
+    return HEADER + f"""
+X = rng.standard_normal((100, 2)).astype(np.{dtype})
+Y = rng.standard_normal((100, 1)).astype(np.{dtype})
+net = fp.MLP([2, 64, 64, 1], activation="tanh", dtype=np.{dtype}); p = net.init(seed=0)
+history = fp.train(net, p, X, Y, epochs=1, batch_size={batch}, progress=False,
+                   backend={backend!r})
+assert np.isfinite(history.loss).all()
+"""
+
+
+def _estimator_scenario(estimator: str, backend: str, n: int) -> str:
+    y = "rng.integers(0, 3, {n})" if estimator == "MLPClassifier" else "rng.standard_normal({n})"
+    return HEADER + f"""
+X = rng.standard_normal(({n}, 3)); y = {y.format(n=n)}
+model = fp.{estimator}(hidden_layer_sizes=(16,), max_iter=3, backend={backend!r}).fit(X, y)
+assert model.predict(X).shape == ({n},)
+"""
+
+
+def _load_scenario(dtype: str, path: str) -> str:
+    return HEADER + f"""
+net, p = fp.load({path!r}); assert net.dtype == np.{dtype}
+assert np.isfinite(net.value_and_grad(p, rng.standard_normal((3, 2)).astype(np.{dtype}),
+                                      rng.standard_normal((3, 1)).astype(np.{dtype}))[0])
+"""
+
+
+def _scenarios(model_files: dict[str, str]) -> dict[str, list[str]]:
+    """Name -> the command line after ``python``, one fresh process each."""
+    scenarios: dict[str, list[str]] = {}
+    for call, backend, dtype, (batch, width) in product(
+            NETWORK_CALLS, ("matrix", "naive"), ("float32", "float64"), CASES):
+        scenarios[f"{call}-{backend}-{dtype}-{batch}x{width}"] = [
+            "-c", _network_scenario(call, backend, dtype, batch, width)]
+    for backend, dtype, batch in product(("matrix", "naive"), ("float32", "float64"), (16, 64)):
+        scenarios[f"train-{backend}-{dtype}-{batch}"] = [
+            "-c", _train_scenario(backend, dtype, batch)]
+    for estimator, backend, n in product(("MLPRegressor", "MLPClassifier"),
+                                         ("matrix", "naive"), (10, 100)):
+        scenarios[f"{estimator}-{backend}-{n}"] = ["-c", _estimator_scenario(estimator, backend, n)]
+    for dtype in ("float32", "float64"):
+        scenarios[f"load-{dtype}"] = ["-c", _load_scenario(dtype, model_files[dtype])]
+    scenarios["cli-train"] = ["-m", "fastprop", "train", "--epochs", "1", "--hidden", "8",
+                              "--quiet"]
+    scenarios["cli-compare"] = ["-m", "fastprop", "compare", "--quick", "--no-progress",
+                                "--cases", "1x8x2", "--peers", "numpy", "--seconds", "0.05"]
+    return scenarios
+
+
+def _run(name: str, args: list[str], env: dict[str, str]) -> tuple[str, int, str]:
+    done = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                          timeout=900, check=False)
+    return name, done.returncode, done.stderr[-2000:]
+
+
+def _run_all(scenarios: dict[str, list[str]], env: dict[str, str],
+             lanes: list[list[str]]) -> list[str]:
+    """Run each lane's scenarios in order, the lanes side by side; the failures' reports."""
+    def lane(names: list[str]) -> list[tuple[str, int, str]]:
+        return [_run(name, scenarios[name], env) for name in names]
+
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        results = [result for done in pool.map(lane, lanes) for result in done]
+    return [f"{name}: exit {code}\n{err}" for name, code, err in results if code != 0]
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[str, str]:
+    """A saved small network per dtype, written by this process."""
+    import numpy as np
+
+    import fastprop as fp
+
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for dtype in ("float32", "float64"):
+        net = fp.MLP([2, 8, 1], activation="tanh", dtype=np.dtype(dtype))
+        paths[dtype] = str(folder / f"{dtype}.npz")
+        fp.save(paths[dtype], net, net.init(seed=0))
+    return paths
+
+
+def test_first_call_of_a_fresh_process_with_an_empty_then_a_warm_cache(tmp_path, model_files):
+    scenarios = _scenarios(model_files)
+    # One lane per dtype: the two never compile the same kernel at once, and within a lane
+    # each process finds the cache as the processes before it left it.
+    lanes = [[name for name in scenarios if "float64" not in name],
+             [name for name in scenarios if "float64" in name]]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    empty = _run_all(scenarios, env, lanes)
+    assert not empty, "with an empty cache:\n" + "\n".join(empty)
+    warm = _run_all(scenarios, env, lanes)
+    assert not warm, "with a warm cache:\n" + "\n".join(warm)
