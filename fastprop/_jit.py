@@ -15,14 +15,24 @@ from numba import njit
 jit = partial(njit, cache=True, error_model="numpy")
 
 
+_runtime_started = False
+
+
 def start_parallel_runtime() -> None:
     """Start numba's parallel runtime (its threading layer) in this process, once.
 
-    Modules with parallel kernels call this when they are imported, before any of their code can
+    The CPU backends call this before their first compiled call, so before any of their code can
     be loaded from numba's disk cache. numba starts the runtime when it loads a cached parallel
     function, but not when it loads a cached function that only calls one: such a function,
     compiled in a process that had loaded its parallel callee from the cache, is cached without
     the start-up step, and loading it in a later process leaves its calls into the runtime
     unresolved (LLVM aborts the interpreter: "Symbol not found: allocate_sched").
+
+    Not at import: with GNU OpenMP as the threading layer, a process forked after the runtime
+    started is terminated when it runs parallel code, and importing fastprop must not break
+    ``fork`` (asv's benchmark runner, ``multiprocessing``).
     """
-    numba.get_num_threads()
+    global _runtime_started
+    if not _runtime_started:
+        numba.get_num_threads()
+        _runtime_started = True

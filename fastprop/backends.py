@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
 
+from ._jit import start_parallel_runtime
 from .cpu import matrix, naive
 from .cuda import api as cuda_api
 from .cuda import runtime as cuda_runtime
@@ -87,6 +88,8 @@ def get_backend(name: str) -> Backend:
             f"backend must be one of {sorted(BACKENDS)}, got {name!r}") from None
     if chosen.device:
         cuda_runtime.cuda()
+    else:
+        start_parallel_runtime()
     return chosen
 
 

@@ -141,3 +141,28 @@ def test_first_call_of_a_fresh_process_with_an_empty_then_a_warm_cache(tmp_path,
     assert not empty, "with an empty cache:\n" + "\n".join(empty)
     warm = _run_all(scenarios, env, lanes)
     assert not warm, "with a warm cache:\n" + "\n".join(warm)
+
+
+def test_a_process_forked_after_import_runs_parallel_code(tmp_path):
+    # Importing fastprop starts nothing that a forked child cannot use: with GNU OpenMP as
+    # numba's threading layer, a child forked after the runtime started is terminated when it
+    # runs parallel code (asv's benchmark runner and multiprocessing's default on Linux fork).
+    script = HEADER + f"""
+import multiprocessing
+net = fp.MLP([64, 64, 64, 4], activation="tanh"); p = net.init(seed=0)
+X = rng.standard_normal((256, 64)); Y = rng.standard_normal((256, 4))
+BACKENDS = ("naive", "matrix")
+
+def child():
+    np.save({str(tmp_path / "grads.npy")!r},
+            [net.value_and_grad(p, X, Y, backend=b)[1] for b in BACKENDS])
+
+process = multiprocessing.get_context("fork").Process(target=child); process.start()
+process.join()
+assert process.exitcode == 0, f"the forked process exited with {{process.exitcode}}"
+for got, backend in zip(np.load({str(tmp_path / "grads.npy")!r}), BACKENDS):
+    assert np.array_equal(got, net.value_and_grad(p, X, Y, backend=backend)[1]), backend
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
