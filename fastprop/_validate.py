@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -50,19 +51,75 @@ def _choice(name: str, value: object, choices: Sequence[str]) -> str:
     return value
 
 
+def check_integer(name: str, value: object, low: int | None = None,
+                  high: int | None = None, *, high_name: str | None = None) -> int:
+    """An integer (Python's or NumPy's, never a bool) from ``low`` to ``high``, as Python's
+    ``int``: ``TypeError`` for a value of another type, ``ValueError`` for one out of range.
+    ``high_name`` says what ``high`` is in the message (``"the number of samples"``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            bound = f">= {low}"
+        else:
+            upper = f"{high_name} ({high})" if high_name else str(high)
+            bound = f"from {low} to {upper}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_real(name: str, value: object, low: float, high: float = math.inf, *,
+               low_open: bool = False, high_open: bool = True) -> float:
+    """A finite real number (never a bool) in the interval from ``low`` to ``high``, open or
+    closed at each end, as Python's ``float``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (math.isfinite(value) and above and below):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_seed(seed: object) -> np.random.Generator:
+    """A generator from ``seed``: None, a non-negative integer, a ``SeedSequence``, a bit
+    generator or a ``Generator`` (passed through), as ``numpy.random.default_rng`` takes."""
+    if not isinstance(seed, (np.random.Generator, np.random.BitGenerator,
+                             np.random.SeedSequence)) and seed is not None:
+        check_integer("seed", seed, 0)
+    return np.random.default_rng(seed)
+
+
+#: The largest network: its parameters must be addressable by the kernels' int64 offsets.
+MAX_PARAMS = 2**62
+
+
 def check_sizes(sizes: object) -> tuple[int, ...]:
-    """Layer widths: a sequence of at least two positive integers."""
+    """Layer widths: a sequence (or 1-D integer array) of at least two positive integers whose
+    parameter count the kernels can address."""
+    if isinstance(sizes, np.ndarray):
+        if sizes.ndim != 1:
+            raise ValueError(f"sizes must be one-dimensional, got shape {sizes.shape}")
+        sizes = sizes.tolist()
     if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
         raise TypeError(f"sizes must be a sequence of integers, got {type(sizes).__name__}")
     if len(sizes) < 2:
         raise ValueError(f"sizes must hold the input width and at least one layer width, got "
                          f"{list(sizes)}")
     for width in sizes:
-        if isinstance(width, bool) or not isinstance(width, numbers.Integral):
+        if isinstance(width, (bool, np.bool_)) or not isinstance(width, numbers.Integral):
             raise TypeError(f"sizes must hold integers, got {width!r} in {list(sizes)}")
         if width < 1:
             raise ValueError(f"sizes must all be >= 1, got {list(sizes)}")
-    return tuple(int(width) for width in sizes)
+    sizes = tuple(int(width) for width in sizes)
+    n_params = sum(n_out * (n_in + 1) for n_in, n_out in pairwise(sizes))
+    if n_params > MAX_PARAMS:
+        raise ValueError(f"sizes {list(sizes)} make a network of {n_params:.3g} parameters "
+                         f"({8 * n_params / 2**30:.3g} GiB in float64), more than fastprop can "
+                         f"address ({MAX_PARAMS:.3g})")
+    return sizes
 
 
 def check_activations(activation: object, n_hidden: int) -> tuple[str, ...]:
@@ -89,11 +146,7 @@ def check_output_and_loss(output: object, loss: object) -> tuple[str, str]:
 
 def check_l2(l2: object) -> float:
     """A finite, non-negative real number."""
-    if isinstance(l2, bool) or not isinstance(l2, numbers.Real):
-        raise TypeError(f"l2 must be a real number, got {l2!r}")
-    if not (math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
-    return float(l2)
+    return check_real("l2", l2, 0.0)
 
 
 def check_dtype(dtype: object) -> np.dtype:
@@ -108,12 +161,20 @@ def check_dtype(dtype: object) -> np.dtype:
     return resolved
 
 
+def _check_ndarray(name: str, array: object) -> None:
+    """A NumPy array, and not a masked one (the kernels would read the masked values)."""
+    if isinstance(array, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy masked array, whose mask fastprop cannot honour: "
+                        f"pass {name}.filled(value), or drop the masked samples")
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+
+
 def check_array(name: str, array: object, dtype: np.dtype, rows: int | None,
                 cols: int | None = None) -> np.ndarray:
     """A C-contiguous ndarray of ``dtype``: shape ``(rows,)``, or ``(rows, cols)`` when ``cols``
     is given; ``rows=None`` accepts any number of rows from 1 up."""
-    if not isinstance(array, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+    _check_ndarray(name, array)
     if array.dtype is not dtype and array.dtype != dtype:  # (`is`: NumPy's dtypes are singletons)
         raise TypeError(f"{name} has dtype {array.dtype}, but the network's dtype is {dtype}: "
                         f"convert it once with {name}.astype(np.{dtype})")
@@ -133,8 +194,7 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
                   n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """``(Y_rows, labels)`` for the kernels: one of them holds the targets, the other is empty."""
     kind = TARGET_KINDS[loss]
-    if not isinstance(Y, np.ndarray):
-        raise TypeError(f"Y must be a numpy.ndarray, got {type(Y).__name__}")
+    _check_ndarray("Y", Y)
     if Y.dtype.kind in "iu" and kind != "rows":
         if Y.ndim != 1 or Y.shape[0] != batch:
             raise ValueError(f"Y must hold one integer label per sample, shape ({batch},), got "

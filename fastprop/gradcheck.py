@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _validate as v
 from .backends import DEFAULT_BACKEND
 from .network import MLP
 
@@ -54,7 +55,7 @@ def gradient_check(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *
     if net.n_params <= max_checks:
         indices = np.arange(net.n_params)
     else:
-        indices = np.random.default_rng(seed).choice(net.n_params, max_checks, replace=False)
+        indices = v.check_seed(seed).choice(net.n_params, max_checks, replace=False)
     differences = np.empty(len(indices))
     for n, k in enumerate(indices):
         original = p64[k]

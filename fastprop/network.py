@@ -9,17 +9,16 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
-from ._direct import TYPE_FLAGS, compiled_entry
 from ._layout import build_layout
 from .activations import ACTIVATIONS
-from .backends import DEFAULT_BACKEND, Backend, get_backend
-from .cpu.common import thread_count
+from .backends import DEFAULT_BACKEND, get_backend
 from .cuda import runtime as cuda_runtime
-from .losses import LOSSES, OUTPUTS, TARGET_KINDS
+from .losses import LOSSES, OUTPUTS
+from .spec import NetworkSpec
 
 _CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy", "hinge")
 _HE_INIT = ("relu", "leaky_relu", "softplus")
-_INT64 = np.dtype(np.int64)
+_SETTINGS = ("sizes", "activation", "output", "loss", "l2", "dtype")
 
 
 class MLP:
@@ -51,6 +50,12 @@ class MLP:
     dtype : float32 or float64, default float64
         The dtype of parameters, inputs, gradients and every buffer.
 
+    Notes
+    -----
+    A network cannot change after it is made (setting an attribute raises ``AttributeError``):
+    :meth:`replace` makes one with other settings. One network may be used from several threads
+    at once; each thread gets its own buffers.
+
     Examples
     --------
     >>> import numpy as np, fastprop as fp
@@ -65,26 +70,32 @@ class MLP:
     n_params: int
     """Length of the flat parameter vector."""
 
+    spec: NetworkSpec
+    """What the backends know of the network (:class:`fastprop.spec.NetworkSpec`)."""
+
     def __init__(self, sizes: Sequence[int], activation: str | Sequence[str] = "relu",
                  output: str = "identity", loss: str = "squared", l2: float = 0.0,
                  dtype: Any = np.float64) -> None:
-        self.sizes = v.check_sizes(sizes)
-        self.activations = v.check_activations(activation, len(self.sizes) - 2)
-        self.output, self.loss_name = v.check_output_and_loss(output, loss)
-        self.l2 = v.check_l2(l2)
-        self.dtype = v.check_dtype(dtype)
-        ids = [ACTIVATIONS[name] for name in self.activations] + [OUTPUTS[self.output]]
-        self._layout = build_layout(self.sizes, ids)
-        self._loss_id = LOSSES[self.loss_name]
-        self._l2 = self.dtype.type(self.l2)
-        self.n_params = sum(n_out * n_in + n_out for n_in, n_out in pairwise(self.sizes))
-        self._workspaces: dict[str, np.ndarray] = {}
-        self._workspace_for: dict[tuple[str, int, int], tuple[np.ndarray, int]] = {}
-        self._direct_calls: dict[tuple, tuple] = {}
-        self._takes_rows = TARGET_KINDS[self.loss_name] != "labels"
-        self._takes_labels = TARGET_KINDS[self.loss_name] != "rows"
-        self._no_rows = np.empty((0, self.n_outputs), dtype=self.dtype)
-        self._params_shape = (self.n_params,)
+        sizes = v.check_sizes(sizes)
+        activations = v.check_activations(activation, len(sizes) - 2)
+        output, loss_name = v.check_output_and_loss(output, loss)
+        l2 = v.check_l2(l2)
+        dtype = v.check_dtype(dtype)
+        ids = [ACTIVATIONS[name] for name in activations] + [OUTPUTS[output]]
+        n_params = sum(n_out * n_in + n_out for n_in, n_out in pairwise(sizes))
+        spec = NetworkSpec(build_layout(sizes, ids), loss_name, LOSSES[loss_name],
+                           dtype.type(l2), dtype, n_params, sizes[0], sizes[-1])
+        settings = {"sizes": sizes, "activations": activations, "output": output,
+                    "loss_name": loss_name, "l2": l2, "dtype": dtype, "n_params": n_params,
+                    "spec": spec}
+        self.__dict__.update(settings)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"an MLP cannot change after it is made: use net.replace(...) for "
+                             f"a network with other settings (setting {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"an MLP cannot change after it is made (deleting {name!r})")
 
     # -- architecture -------------------------------------------------------------------------
 
@@ -128,16 +139,41 @@ class MLP:
         return (f"MLP({list(self.sizes)}, activation={activation}, output={self.output!r}, "
                 f"loss={self.loss_name!r}, l2={self.l2!r}, dtype=np.{self.dtype})")
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_workspaces"] = {}
-        state["_workspace_for"] = {}
-        state["_direct_calls"] = {}
-        return state
+    def _arguments(self) -> dict[str, Any]:
+        """The constructor's arguments that make this network (one activation name where the
+        hidden layers share it, so that ``sizes`` can change alone)."""
+        names = set(self.activations)
+        activation = (names.pop() if len(names) == 1 else list(self.activations)) or "relu"
+        return dict(zip(_SETTINGS, (list(self.sizes), activation, self.output, self.loss_name,
+                                    self.l2, self.dtype), strict=True))
+
+    def __reduce__(self) -> tuple:
+        # Pickled as its settings: buffers and compiled entry points stay behind.
+        return (MLP, tuple(self._arguments().values()))
+
+    def replace(self, **changes: Any) -> MLP:
+        """A new network with the settings of this one except ``changes``.
+
+        Parameters
+        ----------
+        **changes
+            Any of the constructor's arguments: ``sizes``, ``activation``, ``output``,
+            ``loss``, ``l2``, ``dtype``.
+
+        Examples
+        --------
+        >>> import fastprop as fp
+        >>> fp.MLP([2, 4, 1]).replace(l2=0.1).l2
+        0.1
+        """
+        unknown = sorted(set(changes) - set(_SETTINGS))
+        if unknown:
+            raise TypeError(f"replace takes {', '.join(_SETTINGS)}; got {', '.join(unknown)}")
+        return MLP(**{**self._arguments(), **changes})
 
     def with_dtype(self, dtype: Any) -> MLP:
-        """The same network in another dtype."""
-        return MLP(self.sizes, self.activations, self.output, self.loss_name, self.l2, dtype)
+        """The same network in another dtype (``replace(dtype=dtype)``)."""
+        return self.replace(dtype=dtype)
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -158,7 +194,7 @@ class MLP:
         numpy.ndarray
             Shape ``(n_params,)``, the network's dtype.
         """
-        rng = np.random.default_rng(seed)
+        rng = v.check_seed(seed)
         params = np.zeros(self.n_params, dtype=self.dtype)
         applied_after = (*self.activations, self.output)
         for (W, _), after in zip(self.unpack(params), applied_after, strict=True):
@@ -177,7 +213,7 @@ class MLP:
         """
         v.check_array("params", params, self.dtype, self.n_params)
         layers = []
-        for n_in, n_out, w_off, b_off, *_ in self._layout:
+        for n_in, n_out, w_off, b_off, *_ in self.spec.layout:
             layers.append((params[w_off:b_off].reshape(n_out, n_in),
                            params[b_off:b_off + n_out]))
         return layers
@@ -197,56 +233,6 @@ class MLP:
         return params
 
     # -- computation --------------------------------------------------------------------------
-
-    def _workspace(self, backend: Backend, batch: int) -> tuple[np.ndarray, int]:
-        """``(work, n_threads)``: the backend's work buffer, grown (never shrunk) to fit
-        ``batch`` samples on the current number of numba threads; one dictionary lookup for a
-        batch size seen before."""
-        n_threads = thread_count() if backend.uses_threads(batch) else 1
-        key = (backend.name, batch, n_threads)
-        found = self._workspace_for.get(key)
-        if found is None:
-            needed = backend.workspace_size(self._layout, batch, n_threads)
-            work = self._workspaces.get(backend.name)
-            if work is None or work.shape[0] < needed:
-                work = self._workspaces[backend.name] = np.empty(needed, dtype=self.dtype)
-                # Forget the smaller buffer: the batch sizes seen before find the new one.
-                self._workspace_for = {k: entry for k, entry in self._workspace_for.items()
-                                       if k[0] != backend.name}
-                self._direct_calls.clear()
-            found = self._workspace_for[key] = (work, n_threads)
-        return found
-
-    def _inputs(self, params: np.ndarray, X: np.ndarray) -> None:
-        v.check_array("params", params, self.dtype, self.n_params)
-        v.check_array("X", X, self.dtype, None, self.sizes[0])
-
-    def _kernel_inputs(self, params: np.ndarray, X: np.ndarray,
-                       Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(Y_rows, labels)`` for the kernels, after checking ``params``, ``X`` and ``Y``.
-
-        The common case (the network's dtype, the documented shapes, C-contiguous, float rows or
-        ``int64`` labels) is recognised in one expression, a few hundred nanoseconds cheaper than
-        the checks of :mod:`fastprop._validate`, which handle everything else: they raise on bad
-        input and convert integer labels of other dtypes.
-        """
-        dtype = self.dtype
-        ndarray = np.ndarray
-        if (type(params) is ndarray and type(X) is ndarray and type(Y) is ndarray
-                and params.dtype is dtype and X.dtype is dtype):
-            x_shape = X.shape
-            if (params.shape == self._params_shape and len(x_shape) == 2
-                    and x_shape[1] == self.sizes[0] and x_shape[0] > 0
-                    and params.flags.c_contiguous and X.flags.c_contiguous
-                    and Y.flags.c_contiguous):
-                y_dtype = Y.dtype
-                if y_dtype is dtype:
-                    if self._takes_rows and Y.shape == (x_shape[0], self.sizes[-1]):
-                        return Y, v.NO_LABELS
-                elif y_dtype is _INT64 and self._takes_labels and Y.shape == x_shape[:1]:
-                    return self._no_rows, Y
-        self._inputs(params, X)
-        return v.check_targets(Y, self.loss_name, self.dtype, X.shape[0], self.n_outputs)
 
     def value_and_grad(self, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
                        backend: str = DEFAULT_BACKEND, out: np.ndarray | None = None,
@@ -270,7 +256,7 @@ class MLP:
         out : numpy.ndarray, optional
             Where to write the gradient (shape ``(n_params,)``); a new array when omitted. Calls
             with ``out`` that repeat an earlier call's backend, shapes, dtypes and array flags
-            skip the argument checks and numba's dispatch (about 1 µs less per call).
+            in the same thread skip the argument checks and numba's dispatch.
         check_finite : bool, default True
             Raise ``ValueError`` on NaN or infinity in ``params``, ``X`` or ``Y``. With
             ``False`` they propagate by IEEE rules instead (never a crash).
@@ -287,78 +273,18 @@ class MLP:
             Bad input, named in the message (see :mod:`fastprop._validate`); nothing is
             written to ``out`` then.
         """
-        # A call with out= like one that ran before (same backend, shapes, dtypes and memory
-        # flags) goes straight to the compiled overload that ran it, skipping the checks below
-        # and numba's type dispatch (see fastprop._direct): about 1 µs less per call.
-        dtype = self.dtype
-        ndarray = np.ndarray
-        key = None
-        if (type(params) is ndarray and type(X) is ndarray and type(Y) is ndarray
-                and type(out) is ndarray and params.dtype is dtype and X.dtype is dtype
-                and out.dtype is dtype and (Y.dtype is dtype or Y.dtype is _INT64)
-                and type(backend) is str and (check_finite is True or check_finite is False)):
-            takes_labels = Y.dtype is _INT64
-            key = (backend, X.shape, Y.shape, takes_labels, params.shape, out.shape,
-                   params.flags.num & TYPE_FLAGS, X.flags.num & TYPE_FLAGS,
-                   Y.flags.num & TYPE_FLAGS, out.flags.num & TYPE_FLAGS)
-            direct = self._direct_calls.get(key)
-            if direct is not None:
-                entry, work, n_threads, uses_threads = direct
-                if not uses_threads or n_threads == thread_count():
-                    Y_rows, labels = (self._no_rows, Y) if takes_labels else (Y, v.NO_LABELS)
-                    status, loss = entry(self._layout, self._loss_id, params, X, Y_rows, labels,
-                                         self._l2, check_finite, out, work, n_threads)
-                    if status:
-                        v.raise_for_status(status, self.n_outputs)
-                    return loss, out
-        chosen = get_backend(backend)
-        check_finite = v.check_flag("check_finite", check_finite)
-        if chosen.device:  # GPU backends take the whole call (fastprop.cuda)
-            return chosen.value_and_grad(self, params, X, Y, out=out, check_finite=check_finite)
-        Y_rows, labels = self._kernel_inputs(params, X, Y)
-        if out is None:
-            out = np.empty(self.n_params, dtype=self.dtype)
-        else:
-            v.check_out(out, self.dtype, self.n_params)
-        work, n_threads = self._workspace(chosen, X.shape[0])
-        args = (self._layout, self._loss_id, params, X, Y_rows, labels, self._l2, check_finite,
-                out, work, n_threads)
-        status, loss = chosen.value_and_grad(*args)
-        if status:
-            v.raise_for_status(status, self.n_outputs)
-        if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
-            entry = compiled_entry(chosen.value_and_grad, args)
-            if entry is not None:
-                self._direct_calls[key] = (entry, work, n_threads,
-                                           chosen.uses_threads(X.shape[0]))
-        return loss, out
+        return get_backend(backend).value_and_grad(self.spec, params, X, Y, out=out,
+                                                   check_finite=check_finite)
 
     def loss(self, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
              backend: str = DEFAULT_BACKEND, check_finite: bool = True) -> float:
         """The batch loss alone (a forward pass); arguments as in :meth:`value_and_grad`."""
-        chosen = get_backend(backend)
-        check_finite = v.check_flag("check_finite", check_finite)
-        if chosen.device:  # GPU backends take the whole call (fastprop.cuda)
-            return chosen.loss(self, params, X, Y, check_finite=check_finite)
-        Y_rows, labels = self._kernel_inputs(params, X, Y)
-        status, loss = chosen.loss(self._layout, self._loss_id, params, X, Y_rows, labels,
-                                   self._l2, check_finite, *self._workspace(chosen, X.shape[0]))
-        v.raise_for_status(status, self.n_outputs)
-        return loss
+        return get_backend(backend).loss(self.spec, params, X, Y, check_finite=check_finite)
 
     def forward(self, params: np.ndarray, X: np.ndarray, *, backend: str = DEFAULT_BACKEND,
                 check_finite: bool = True) -> np.ndarray:
         """Network outputs after the output activation, shape ``(batch, n_outputs)``."""
-        chosen = get_backend(backend)
-        check_finite = v.check_flag("check_finite", check_finite)
-        if chosen.device:  # GPU backends take the whole call (fastprop.cuda)
-            return chosen.forward(self, params, X, check_finite=check_finite)
-        self._inputs(params, X)
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        status = chosen.forward(self._layout, params, X, check_finite, out,
-                                *self._workspace(chosen, X.shape[0]))
-        v.raise_for_status(status, self.n_outputs)
-        return out
+        return get_backend(backend).forward(self.spec, params, X, check_finite=check_finite)
 
     def predict(self, params: np.ndarray, X: np.ndarray, *,
                 backend: str = DEFAULT_BACKEND) -> np.ndarray:

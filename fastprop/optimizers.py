@@ -23,36 +23,15 @@ PyTorch's epoch schedulers):
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import _validate as v
 from ._jit import jit
 
 SGD_KIND = 0
 ADAM_KIND = 1
-
-
-def _check_real(name: str, value: object, low: float, high: float = math.inf, *,
-                low_open: bool = False, high_open: bool = True) -> float:
-    """A real number in the interval from ``low`` to ``high`` (open or closed ends)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if not (math.isfinite(value) and above and below):
-        interval = (f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}")
-        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
 
 
 # -- schedules --------------------------------------------------------------------------------
@@ -81,7 +60,7 @@ class InverseScaling:
     power_t: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_real("power_t", self.power_t, 0.0)
+        v.check_real("power_t", self.power_t, 0.0)
 
     def __call__(self, lr: float, epoch: int, samples: int) -> float:
         """The learning rate of epoch ``epoch`` (from 0), after ``samples`` samples."""
@@ -104,8 +83,8 @@ class StepDecay:
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_int("step_size", self.step_size, 1)
-        _check_real("gamma", self.gamma, 0.0, 1.0, low_open=True, high_open=False)
+        v.check_integer("step_size", self.step_size, 1)
+        v.check_real("gamma", self.gamma, 0.0, 1.0, low_open=True, high_open=False)
 
     def __call__(self, lr: float, epoch: int, samples: int) -> float:
         """The learning rate of epoch ``epoch`` (from 0), after ``samples`` samples."""
@@ -166,8 +145,8 @@ class SGD:
     kind = SGD_KIND
 
     def __post_init__(self) -> None:
-        _check_real("learning_rate", self.learning_rate, 0.0, low_open=True)
-        _check_real("momentum", self.momentum, 0.0, 1.0, high_open=False)
+        v.check_real("learning_rate", self.learning_rate, 0.0, low_open=True)
+        v.check_real("momentum", self.momentum, 0.0, 1.0, high_open=False)
         if not isinstance(self.nesterov, bool | np.bool_):
             raise TypeError(f"nesterov must be a bool, got {self.nesterov!r}")
         if self.nesterov and self.momentum == 0:
@@ -214,10 +193,10 @@ class Adam:
     kind = ADAM_KIND
 
     def __post_init__(self) -> None:
-        _check_real("learning_rate", self.learning_rate, 0.0, low_open=True)
-        _check_real("beta_1", self.beta_1, 0.0, 1.0)
-        _check_real("beta_2", self.beta_2, 0.0, 1.0)
-        _check_real("epsilon", self.epsilon, 0.0, low_open=True)
+        v.check_real("learning_rate", self.learning_rate, 0.0, low_open=True)
+        v.check_real("beta_1", self.beta_1, 0.0, 1.0)
+        v.check_real("beta_2", self.beta_2, 0.0, 1.0)
+        v.check_real("epsilon", self.epsilon, 0.0, low_open=True)
         object.__setattr__(self, "schedule", get_schedule(self.schedule))
 
     def state_size(self, n_params: int) -> int:

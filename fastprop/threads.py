@@ -4,14 +4,25 @@ The backends never stack the two: the matrix backend's products run on the BLAS'
 element-wise passes on the calling thread (numba's pool is never started there); the naive
 backend uses numba's pool and no BLAS. :func:`set_num_threads` sets both to the same count, so
 that neither alone can use more cores than the user allows.
+
+numba keeps its thread count per calling thread; the count set here is the process's, applied in
+every thread that calls a backend (:func:`numba_threads`).
 """
 
 from __future__ import annotations
 
 import functools
+import operator
+import threading
 
 import numba
 from threadpoolctl import ThreadpoolController
+
+from .cpu.common import thread_count
+
+_requested: int | None = None
+_generation = 0
+_applied = threading.local()
 
 
 @functools.cache
@@ -26,13 +37,33 @@ def set_num_threads(n: int) -> None:
     ----------
     n : int
         From 1 to ``numba.config.NUMBA_NUM_THREADS`` (the cores, unless the environment says
-        otherwise).
+        otherwise); any integer type, NumPy's included. It holds in every thread of the process,
+        those started before the call too.
     """
+    global _requested, _generation
     limit = numba.config.NUMBA_NUM_THREADS
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= limit:
-        raise ValueError(f"n must be an integer from 1 to {limit}, got {n!r}")
-    numba.set_num_threads(n)
-    _controller().limit(limits=n, user_api="blas")
+    try:
+        count = None if isinstance(n, bool) else operator.index(n)
+    except TypeError:
+        count = None
+    if count is None:
+        raise TypeError(f"n must be an integer, got {n!r}")
+    if not 1 <= count <= limit:
+        raise ValueError(f"n must be an integer from 1 to {limit}, got {count}")
+    numba.set_num_threads(count)
+    _requested = count
+    _generation += 1
+    _applied.generation = _generation
+    _controller().limit(limits=count, user_api="blas")
+
+
+def numba_threads() -> int:
+    """numba's thread count in the calling thread, once :func:`set_num_threads`'s count, if
+    one was set since this thread last asked, is applied to it."""
+    if _requested is not None and getattr(_applied, "generation", 0) != _generation:
+        numba.set_num_threads(_requested)
+        _applied.generation = _generation
+    return thread_count()
 
 
 def _blas_pools() -> list:
@@ -43,7 +74,7 @@ def _blas_pools() -> list:
 def get_num_threads() -> dict[str, int]:
     """``{"numba": n, "blas": n}``: the thread counts in use (the BLAS's largest, if several)."""
     blas = [pool.num_threads for pool in _blas_pools()]
-    return {"numba": numba.get_num_threads(), "blas": max(blas, default=0)}
+    return {"numba": numba_threads(), "blas": max(blas, default=0)}
 
 
 def blas_paths() -> list[str]:

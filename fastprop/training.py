@@ -10,7 +10,6 @@ learning rate, the validation pass, early stopping, the callback and the progres
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Callable
@@ -110,13 +109,8 @@ class EarlyStopping:
     restore_best: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral):
-            raise TypeError(f"patience must be an integer, got {self.patience!r}")
-        if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience!r}")
-        if (isinstance(self.tol, bool) or not isinstance(self.tol, numbers.Real)
-                or not (math.isfinite(self.tol) and self.tol >= 0)):
-            raise ValueError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        v.check_integer("patience", self.patience, 1)
+        v.check_real("tol", self.tol, 0.0)
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {list(MONITORS)}, got {self.monitor!r}")
 
@@ -232,22 +226,13 @@ class _Watch:
         return self.count > self.rule.patience
 
 
-def _check_count(name: str, value: object, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 1 or (high is not None and value > high):
-        bound = f"from 1 to the number of samples ({high})" if high is not None else ">= 1"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return int(value)
-
-
 def _check_data(net: MLP, params: np.ndarray, X: object, Y: object, check_finite: bool,
                 prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(X, Y_rows, labels)``, checked as :meth:`MLP.value_and_grad` checks them."""
     try:
         v.check_array("X", X, net.dtype, None, net.n_inputs)
         Y_rows, labels = v.check_targets(Y, net.loss_name, net.dtype, X.shape[0], net.n_outputs)
-        v.raise_for_status(check_values(net._layout, params, X, Y_rows, labels, check_finite),
+        v.raise_for_status(check_values(net.spec.layout, params, X, Y_rows, labels, check_finite),
                            net.n_outputs)
     except (TypeError, ValueError) as error:
         if not prefix:
@@ -270,7 +255,7 @@ def _check_resume(resume: object, optimizer: Optimizer, net: MLP, seed: object) 
 
 
 def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
-          optimizer: str | Optimizer = "adam", epochs: int = 10, batch_size: int = 32,
+          optimizer: str | Optimizer = "adam", epochs: int = 10, batch_size: int | None = None,
           shuffle: bool = True, seed: int | np.random.Generator | None = None,
           validation: tuple[np.ndarray, np.ndarray] | None = None,
           early_stopping: EarlyStopping | None = None,
@@ -300,8 +285,9 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
         :class:`~fastprop.Adam` with its learning rate, schedule and so on.
     epochs : int, default 10
         Passes over the data, ``>= 1``.
-    batch_size : int, default 32
-        Samples per minibatch, from 1 to the number of samples.
+    batch_size : int, optional
+        Samples per minibatch, from 1 to the number of samples; by default 32, or all the
+        samples when there are fewer (as scikit-learn does).
     shuffle : bool, default True
         Shuffle the samples before every epoch; in the given order otherwise.
     seed : int, numpy.random.Generator or None
@@ -353,8 +339,10 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     check_finite = v.check_flag("check_finite", check_finite)
     X, Y_rows, labels = _check_data(net, params, X, Y, check_finite)
     n = X.shape[0]
-    epochs = _check_count("epochs", epochs)
-    batch_size = _check_count("batch_size", batch_size, n)
+    epochs = v.check_integer("epochs", epochs, 1)
+    if batch_size is None:
+        batch_size = min(32, n)
+    batch_size = v.check_integer("batch_size", batch_size, 1, n, high_name="the number of samples")
     optimizer = get_optimizer(optimizer)
     if validation is not None:
         if not isinstance(validation, tuple) or len(validation) != 2:
@@ -370,7 +358,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
         raise TypeError(f"callback must be callable, got {callback!r}")
     if resume is None:
         resume = TrainState(np.zeros(optimizer.state_size(net.n_params), net.dtype), 0, 0, 0,
-                            np.random.default_rng(seed))
+                            v.check_seed(seed))
     else:
         _check_resume(resume, optimizer, net, seed)
 
@@ -382,16 +370,18 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     Y_batch = np.empty((batch_size if Y_rows.shape[0] else 0, net.n_outputs), net.dtype)
     label_batch = np.empty(batch_size if labels.shape[0] else 0, np.int64)
     hyper = optimizer.hyperparameters()
+    spec = net.spec
+    epoch = chosen.guard(_epoch)
     start = time.perf_counter()
     with tqdm(total=epochs, disable=not progress, unit="epoch", desc="train") as bar:
         for _ in range(epochs):
             if shuffle:
                 order = permutation(resume.rng, n)
             lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
-            work, n_threads = net._workspace(chosen, batch_size)
-            status, loss, resume.steps = _epoch(
-                chosen.value_and_grad, net._layout, net._loss_id, net._l2, params, X, Y_rows,
-                labels, order, optimizer.kind, hyper, lr, resume.steps,
+            work, n_threads = chosen.workspace(spec, batch_size)
+            status, loss, resume.steps = epoch(
+                chosen.kernels.value_and_grad, spec.layout, spec.loss_id, spec.l2, params, X,
+                Y_rows, labels, order, optimizer.kind, hyper, lr, resume.steps,
                 resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch)
             v.raise_for_status(status, net.n_outputs)
             resume.epochs += 1

@@ -32,9 +32,10 @@ net = fp.MLP([64, 128, 128, 10], "tanh", l2=1e-3)
 params = net.init(seed=0)
 X, Y = np.random.rand(batch, 64), np.random.rand(batch, 10)
 grad = np.empty_like(params)
-work, n_threads = net._workspace(backend, batch)
-args = (net._layout, net._loss_id, params, X, Y, np.empty(0, np.int64), net._l2, True, grad,
-        work, n_threads)
+work, n_threads = backend.workspace(net.spec, batch)
+spec = net.spec
+args = (spec.layout, spec.loss_id, params, X, Y, np.empty(0, np.int64), spec.l2, True, grad, work,
+        n_threads)
 
 def allocations(call, calls=50):
     call()
@@ -43,7 +44,7 @@ def allocations(call, calls=50):
         call()
     return rtsys.get_allocation_stats().alloc - before
 
-kernel = allocations(lambda: backend.value_and_grad(*args))
+kernel = allocations(lambda: backend.kernels.value_and_grad(*args))
 wrappers = allocations(lambda: no_op(*args))
 net.value_and_grad(params, X, Y, out=grad, backend=sys.argv[1])
 tracemalloc.start()

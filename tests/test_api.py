@@ -11,6 +11,7 @@ from conftest import BACKENDS, DTYPES, make_problem, rel_diff
 from reference import reference_forward, reference_loss, reference_loss_and_grad
 
 import fastprop as fp
+from fastprop._validate import check_targets
 from fastprop.cpu import blas, matrix, naive
 
 
@@ -154,18 +155,19 @@ def _check_split_gradients(net, batch, targets):
     """The matrix kernel with 1, 2 and 3 threads' worth of row blocks (run on however many
     threads numba has): the float64 reference's numbers, each bitwise the same on every call."""
     params, X, Y = make_problem(net, batch, targets)
-    backend = fp.BACKENDS["matrix"]
-    Y_rows, labels = net._kernel_inputs(params, X, Y)
+    backend = fp.BACKENDS["matrix"].kernels
+    Y_rows, labels = check_targets(Y, net.loss_name, net.dtype, batch, net.n_outputs)
     expected_loss, expected = reference_loss_and_grad(net.sizes, net.activations, net.output,
                                                       net.loss_name, net.l2, params, X, Y)
     for n_threads in (1, 2, 3):
-        assert matrix._chunk_count(net._layout, batch, n_threads) == n_threads
-        work = np.empty(backend.workspace_size(net._layout, batch, n_threads))
+        assert matrix._chunk_count(net.spec.layout, batch, n_threads) == n_threads
+        work = np.empty(backend.workspace_size(net.spec.layout, batch, n_threads))
         results = []
         for _ in range(2):
             grad = np.empty_like(params)
-            status, loss = backend.value_and_grad(net._layout, net._loss_id, params, X, Y_rows,
-                                                  labels, net._l2, True, grad, work, n_threads)
+            status, loss = backend.value_and_grad(net.spec.layout, net.spec.loss_id, params, X,
+                                                  Y_rows, labels, net.spec.l2, True, grad, work,
+                                                  n_threads)
             assert status == 0
             assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
             results.append((loss, grad.tobytes()))
@@ -190,19 +192,19 @@ def test_matrix_packed_products_in_a_split_batch():
         net = fp.MLP(sizes, "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
         _check_split_gradients(net, 700, "labels")
     with large_products(False):
-        assert matrix._chunk_count(fp.MLP(sizes)._layout, 200, 2) == 1
+        assert matrix._chunk_count(fp.MLP(sizes).spec.layout, 200, 2) == 1
 
 
 def test_matrix_splits_only_gradients_of_compiled_products():
-    layout = fp.MLP([16, 64, 64, 8])._layout
+    layout = fp.MLP([16, 64, 64, 8]).spec.layout
     assert matrix._chunk_count(layout, 100, 4) == 4  # 25 rows each
     assert matrix._chunk_count(layout, 100, 8) == 6  # at least MIN_CHUNK_ROWS each
     assert matrix._chunk_count(layout, 100, 1) == 1
     assert matrix._chunk_count(layout, 31, 2) == 1  # too few rows for two
-    assert matrix._chunk_count(fp.MLP([32, 32, 32, 32, 32])._layout, 64, 2) == 1  # too little
-    assert matrix._chunk_count(fp.MLP([16, 64, 6])._layout, 100, 2) == 1  # 6 columns: BLAS
-    assert matrix._chunk_count(fp.MLP([256, 256, 256])._layout, 256, 2) == 2
-    wide = fp.MLP([256, 512, 256])._layout
+    assert matrix._chunk_count(fp.MLP([32, 32, 32, 32, 32]).spec.layout, 64, 2) == 1  # too little
+    assert matrix._chunk_count(fp.MLP([16, 64, 6]).spec.layout, 100, 2) == 1  # 6 columns: BLAS
+    assert matrix._chunk_count(fp.MLP([256, 256, 256]).spec.layout, 256, 2) == 2
+    wide = fp.MLP([256, 512, 256]).spec.layout
     with large_products(False):
         assert matrix._chunk_count(wide, 256, 2) == 1  # BLAS-sized
     with large_products(True):
@@ -219,19 +221,19 @@ def test_naive_is_bitwise_the_same_on_any_thread_count():
     net = fp.MLP([300, 17, 9, 5], "tanh", output="softmax", loss="cross_entropy", l2=1e-3)
     batch = 2 * naive.GROUP + 22
     params, X, Y = make_problem(net, batch, "labels")
-    backend = fp.BACKENDS["naive"]
-    Y_rows, labels = net._kernel_inputs(params, X, Y)
+    backend = fp.BACKENDS["naive"].kernels
+    Y_rows, labels = check_targets(Y, net.loss_name, net.dtype, batch, net.n_outputs)
     for rows in (slice(0, batch), slice(7, 8)):
         expected_loss, expected = reference_loss_and_grad(
             net.sizes, net.activations, net.output, net.loss_name, net.l2, params, X[rows],
             Y[rows])
         results = set()
         for n_threads in (1, 2, 3, 4):
-            work = np.empty(backend.workspace_size(net._layout, len(X[rows]), n_threads))
+            work = np.empty(backend.workspace_size(net.spec.layout, len(X[rows]), n_threads))
             grad = np.empty_like(params)
-            status, loss = backend.value_and_grad(net._layout, net._loss_id, params, X[rows],
-                                                  Y_rows, labels[rows], net._l2, True, grad,
-                                                  work, n_threads)
+            status, loss = backend.value_and_grad(net.spec.layout, net.spec.loss_id, params,
+                                                  X[rows], Y_rows, labels[rows], net.spec.l2,
+                                                  True, grad, work, n_threads)
             assert status == 0
             assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
             results.add((loss, grad.tobytes()))
@@ -253,14 +255,14 @@ def test_a_short_workspace_raises_and_writes_nothing_past_it(backend, sizes, bat
     losses lie at the end). The matrix case at batch 100 splits among two threads."""
     net = fp.MLP(sizes, "tanh")
     params, X, Y = make_problem(net, batch, "rows")
-    kernels = fp.BACKENDS[backend]
-    Y_rows, labels = net._kernel_inputs(params, X, Y)
-    need = kernels.workspace_size(net._layout, batch, 2)
+    kernels = fp.BACKENDS[backend].kernels
+    Y_rows, labels = check_targets(Y, net.loss_name, net.dtype, batch, net.n_outputs)
+    need = kernels.workspace_size(net.spec.layout, batch, 2)
     for length in (need - 1, need // 2, 10):
         buffer = np.full(need + 64, 7.0)
         with pytest.raises(IndexError):
-            kernels.value_and_grad(net._layout, net._loss_id, params, X, Y_rows, labels, 0.0,
-                                   True, np.empty_like(params), buffer[:length], 2)
+            kernels.value_and_grad(net.spec.layout, net.spec.loss_id, params, X, Y_rows, labels,
+                                   0.0, True, np.empty_like(params), buffer[:length], 2)
         assert (buffer[length:] == 7.0).all()
 
 
@@ -268,10 +270,10 @@ def test_workspace_is_reused_across_batch_sizes():
     net = fp.MLP([4, 6, 2], "tanh")
     params, X, Y = make_problem(net, 16, "rows")
     net.value_and_grad(params, X, Y)
-    work = net._workspaces["matrix"]
+    work = net.spec.per_thread.matrix.work
     for batch in (1, 5, 16):
         net.value_and_grad(params, X[:batch], Y[:batch])
-        assert net._workspaces["matrix"] is work
+        assert net.spec.per_thread.matrix.work is work
 
 
 def test_workspace_grows_and_smaller_batches_move_to_the_grown_buffer():
@@ -279,7 +281,28 @@ def test_workspace_grows_and_smaller_batches_move_to_the_grown_buffer():
     params, X, Y = make_problem(net, 32, "rows")
     first = net.value_and_grad(params, X[:4], Y[:4])
     net.value_and_grad(params, X, Y)
-    grown = net._workspaces["matrix"]
+    grown = net.spec.per_thread.matrix.work
     again = net.value_and_grad(params, X[:4], Y[:4])
-    assert net._workspace_for[("matrix", 4, 1)][0] is grown
+    assert net.spec.per_thread.matrix.workspaces[(4, 1)][0] is grown
     assert first[0] == again[0] and (first[1] == again[1]).all()
+
+
+def test_a_network_cannot_change_and_replace_makes_a_new_one(tmp_path):
+    net = fp.MLP([4, 6, 2], "tanh", l2=0.0)
+    params, X, Y = make_problem(net, 8, "rows")
+    for name, value in (("l2", 10.0), ("activations", ("relu",)), ("sizes", (4, 6, 3)),
+                        ("spec", None), ("new_attribute", 1)):
+        with pytest.raises(AttributeError, match="replace"):
+            setattr(net, name, value)
+    with pytest.raises(AttributeError):
+        del net.l2
+    heavier = net.replace(l2=10.0)
+    assert heavier.l2 == 10.0 and heavier != net and net.l2 == 0.0
+    assert heavier.loss(params, X, Y) > net.loss(params, X, Y)
+    fp.save(tmp_path / "heavier.npz", heavier, params)
+    loaded, loaded_params = fp.load(tmp_path / "heavier.npz")
+    assert loaded == heavier and loaded.loss(loaded_params, X, Y) == heavier.loss(params, X, Y)
+    wider = net.replace(sizes=[4, 6, 6, 2])
+    assert wider.activations == ("tanh", "tanh") and wider.n_layers == 3
+    with pytest.raises(TypeError, match="replace takes"):
+        net.replace(activations="relu")

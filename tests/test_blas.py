@@ -160,7 +160,7 @@ def test_compiled_code_reads_the_choice_when_it_runs():
     process at run time, not baked in. The same cached ``_chunk_count`` splits a 256 x 512 x 256
     network's batch of 256 (packed products) or not (BLAS), by each process's setting."""
     code = ("import fastprop as fp; from fastprop.cpu import matrix; "
-            "print(matrix._chunk_count(fp.MLP([256, 512, 256])._layout, 256, 2))")
+            "print(matrix._chunk_count(fp.MLP([256, 512, 256]).spec.layout, 256, 2))")
     for setting, chunks in (("compiled", "2"), ("blas", "1"), ("compiled", "2")):
         env = {**os.environ, "FASTPROP_LARGE_PRODUCTS": setting}
         run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import fastprop as fp
 from fastprop.cli import main
+from fastprop.cpu.backend import CpuBackend
 
 
 def test_compare_writes_table_json_and_plot(tmp_path, capsys):
@@ -29,16 +31,16 @@ def test_compare_writes_table_json_and_plot(tmp_path, capsys):
 
 
 def test_a_wrong_backend_is_reported_not_timed(monkeypatch, capsys, tmp_path):
-    correct = fp.BACKENDS["naive"]
+    correct = fp.BACKENDS["naive"].kernels
 
     def off_by_a_bit(*args):
         status, loss = correct.value_and_grad(*args)
         args[8][0] += 1e-3
         return status, loss
 
-    monkeypatch.setitem(fp.BACKENDS, "naive", fp.backends.Backend(
-        "naive", off_by_a_bit, correct.loss, correct.forward, correct.workspace_size,
-        correct.uses_threads))
+    monkeypatch.setitem(fp.BACKENDS, "naive", CpuBackend("naive", SimpleNamespace(
+        value_and_grad=off_by_a_bit, loss=correct.loss, forward=correct.forward,
+        workspace_size=correct.workspace_size, uses_threads=correct.uses_threads)))
     json_path = tmp_path / "run.json"
     status = main(["compare", "--cases", "2x6x2", "--peers", "numpy", "--seconds", "0.05",
                    "--no-progress", "--json", str(json_path)])
@@ -68,9 +70,6 @@ def test_threads_setting():
         assert fp.get_num_threads() == {"numba": 1, "blas": 1}
     finally:
         fp.set_num_threads(before["numba"])
-    for bad in (0, 10**6, 1.5, True):
-        with pytest.raises(ValueError, match="n must be an integer"):
-            fp.set_num_threads(bad)
 
 
 def test_case_flops():

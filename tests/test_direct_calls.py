@@ -13,8 +13,8 @@ import pytest
 from conftest import BACKENDS, make_problem
 
 import fastprop as fp
-import fastprop.network
 from fastprop._direct import TYPE_FLAGS
+from fastprop.cpu.backend import CpuBackend
 
 NETWORKS = {
     "rows": lambda: fp.MLP([4, 5, 3], "tanh"),
@@ -29,12 +29,17 @@ def checked(net, params, X, Y, backend="matrix"):
 
 
 def forbid_checked_path(monkeypatch):
-    """Make any call that leaves the direct path fail (the checked path starts with
-    ``get_backend``)."""
-    def fail(name):
-        raise AssertionError(f"the checked path ran (backend {name!r})")
+    """Make any call that leaves the direct path fail (the checked path starts with the
+    backend's argument checks)."""
+    def fail(backend, *args):
+        raise AssertionError(f"the checked path ran (backend {backend.name!r})")
 
-    monkeypatch.setattr(fastprop.network, "get_backend", fail)
+    monkeypatch.setattr(CpuBackend, "_targets", fail)
+
+
+def direct_calls(net, backend="matrix"):
+    """The calling thread's direct calls of ``net`` with ``backend``."""
+    return net.spec.per_thread.__dict__[backend].direct
 
 
 def read_only(array):
@@ -50,7 +55,7 @@ def test_repeated_calls_go_direct_and_match_the_checked_path(backend, targets, m
     params, X, Y = make_problem(net, 6, targets)
     out = np.empty_like(params)
     net.value_and_grad(params, X, Y, backend=backend, out=out)
-    assert len(net._direct_calls) == 1
+    assert len(direct_calls(net, backend)) == 1
     rng = np.random.default_rng(1)
     for _ in range(3):  # new values in the same arrays
         params[:] = rng.normal(scale=0.5, size=params.shape)
@@ -60,7 +65,7 @@ def test_repeated_calls_go_direct_and_match_the_checked_path(backend, targets, m
             forbid_checked_path(patch)
             loss, grad = net.value_and_grad(params, X, Y, backend=backend, out=out)
         assert grad is out and loss == expected_loss and (grad == expected_grad).all()
-    assert len(net._direct_calls) == 1
+    assert len(direct_calls(net, backend)) == 1
 
 
 @pytest.mark.parametrize("targets", sorted(NETWORKS))
@@ -116,11 +121,11 @@ def test_inputs_the_direct_path_cannot_take_are_checked(targets):
         loss, grad = net.value_and_grad(*frozen, out=np.empty_like(params))
         assert loss == expected_loss and (grad == expected_grad).all()
     else:  # other integer dtypes are converted: never direct calls
-        calls = len(net._direct_calls)
+        calls = len(direct_calls(net))
         for labels in (Y.astype(np.longlong), Y.astype(np.int32), Y.astype(np.longlong)):
             loss, grad = net.value_and_grad(params, X, labels, out=out)
             assert loss == expected_loss and (grad == expected_grad).all()
-        assert len(net._direct_calls) == calls
+        assert len(direct_calls(net)) == calls
 
 
 def test_thread_count_changes_leave_the_direct_path():
@@ -133,7 +138,7 @@ def test_thread_count_changes_leave_the_direct_path():
             numba.set_num_threads(count)
             for _ in range(2):
                 loss, grad = net.value_and_grad(params, X, Y, backend="naive", out=out)
-            (_, _, n_threads, _), = net._direct_calls.values()
+            (_, _, n_threads, _), = direct_calls(net, "naive").values()
             assert n_threads == count
             expected_loss, expected_grad = checked(net, params, X, Y, "naive")
             assert loss == expected_loss and (grad == expected_grad).all()
@@ -147,10 +152,10 @@ def test_a_grown_workspace_replaces_every_direct_call():
     out = np.empty_like(params)
     for batch in (4, 32, 4):
         net.value_and_grad(params, X[:batch], Y[:batch], out=out)
-    assert len(net._direct_calls) == 2
-    for _, work, _, _ in net._direct_calls.values():
-        assert work is net._workspaces["matrix"]
-    assert pickle.loads(pickle.dumps(net))._direct_calls == {}
+    assert len(direct_calls(net)) == 2
+    for _, work, _, _ in direct_calls(net).values():
+        assert work is net.spec.per_thread.matrix.work
+    assert not hasattr(pickle.loads(pickle.dumps(net)).spec.per_thread, "matrix")
 
 
 def test_arrays_with_the_same_key_have_the_same_numba_type():

@@ -5,6 +5,7 @@ depth 1 and depth 9, batch 1 and odd batches, l2 on and off, float32 and float64
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from reference import reference_loss_and_grad, torch_loss_and_grad
 
 import fastprop as fp
 from fastprop.activations import ACTIVATIONS
+from fastprop.cpu.backend import CpuBackend
 from fastprop.losses import COMPATIBLE_OUTPUTS
 
 
@@ -135,16 +137,16 @@ def test_loss_matches_value_and_grad(backend):
 
 def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
     """A backend whose gradient is 1% off is reported with an error of about 1%."""
-    correct = fp.BACKENDS["matrix"]
+    correct = fp.BACKENDS["matrix"].kernels
 
     def one_percent_off(*args):
         status, loss = correct.value_and_grad(*args)
         args[8][:] *= 1.01
         return status, loss
 
-    monkeypatch.setitem(fp.BACKENDS, "broken", fp.backends.Backend(
-        "broken", one_percent_off, correct.loss, correct.forward, correct.workspace_size,
-        correct.uses_threads))
+    monkeypatch.setitem(fp.BACKENDS, "broken", CpuBackend("broken", SimpleNamespace(
+        value_and_grad=one_percent_off, loss=correct.loss, forward=correct.forward,
+        workspace_size=correct.workspace_size, uses_threads=correct.uses_threads)))
     case = CASES[3]
     net = case.net(np.float64)
     params, X, Y = make_problem(net, case.batch, case.targets)

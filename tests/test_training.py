@@ -303,7 +303,7 @@ def test_seed_and_resume_together():
     (lambda: fp.StepDecay(gamma=0.0), ValueError, "gamma must lie in"),
     (lambda: fp.InverseScaling(power_t=-1), ValueError, "power_t must lie in"),
     (lambda: fp.EarlyStopping(patience=0), ValueError, "patience must be >= 1"),
-    (lambda: fp.EarlyStopping(tol=-1), ValueError, "tol must be a finite number"),
+    (lambda: fp.EarlyStopping(tol=-1), ValueError, "tol must lie in"),
     (lambda: fp.EarlyStopping(monitor="accuracy"), ValueError, "monitor must be one of"),
 ])
 def test_bad_hyperparameters(make, error, match):

@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import _validate as v
 from ..cpu.common import OUT_OVERLAPS_INPUT
+from ..spec import NetworkSpec
 from . import config, launch, matrix, naive, rows, runtime
 from .checks import FLAG_STATUS
 from .workspace import workspace
@@ -48,10 +49,10 @@ def _array(name: str, array: Any, dtype: np.dtype, rows_: int | None,
     return runtime.to_device(v.check_array(name, array, dtype, rows_, cols)), False
 
 
-def _targets(net: Any, Y: Any, batch: int, ws: Any) -> tuple[Any, Any, bool]:
+def _targets(spec: NetworkSpec, Y: Any, batch: int, ws: Any) -> tuple[Any, Any, bool]:
     """``(rows, labels, on device)``: the checked targets, one of them empty."""
     if not runtime.is_device_array(Y):
-        Y_rows, labels = v.check_targets(Y, net.loss_name, net.dtype, batch, net.n_outputs)
+        Y_rows, labels = v.check_targets(Y, spec.loss_name, spec.dtype, batch, spec.n_outputs)
         return (runtime.to_device(Y_rows) if Y_rows.size else ws.no_rows,
                 runtime.to_device(labels) if labels.size else ws.no_labels, False)
     device = runtime.as_device(Y)
@@ -59,8 +60,8 @@ def _targets(net: Any, Y: Any, batch: int, ws: Any) -> tuple[Any, Any, bool]:
                                       or not _shadow(device).flags.c_contiguous):
         raise TypeError(f"integer labels on the GPU must be a C-contiguous int64 array, got "
                         f"dtype {device.dtype} with strides {device.strides}")
-    Y_rows, labels = v.check_targets(_shadow(device), net.loss_name, net.dtype, batch,
-                                     net.n_outputs)
+    Y_rows, labels = v.check_targets(_shadow(device), spec.loss_name, spec.dtype, batch,
+                                     spec.n_outputs)
     if labels.size:
         return ws.no_rows, device, True
     return device.reshape(Y_rows.shape), ws.no_labels, True
@@ -72,43 +73,43 @@ def _overlaps(out: Any, *inputs: Any) -> bool:
                for start, end in (runtime.address_range(a) for a in inputs if a.size))
 
 
-def _prepare(net: Any, form: str, params: Any, X: Any, Y: Any | None,
+def _prepare(spec: NetworkSpec, form: str, params: Any, X: Any, Y: Any | None,
              check_finite: bool) -> tuple[launch.Call, bool]:
     """The call's device arrays and settings, and whether any input was on the device."""
     runtime.cuda()  # the clear error first, where CUDA is missing
-    d_params, params_on = _array("params", params, net.dtype, net.n_params)
-    d_X, X_on = _array("X", X, net.dtype, None, net.n_inputs)
+    d_params, params_on = _array("params", params, spec.dtype, spec.n_params)
+    d_X, X_on = _array("X", X, spec.dtype, None, spec.n_inputs)
     batch = d_X.shape[0]
-    ws = workspace(net, form, batch)
+    ws = workspace(spec, form, batch)
     if Y is None:
         d_Y, labels, Y_on = ws.no_rows, ws.no_labels, False
     else:
-        d_Y, labels, Y_on = _targets(net, Y, batch, ws)
+        d_Y, labels, Y_on = _targets(spec, Y, batch, ws)
     ws.calls += 1
-    call = launch.Call(ws, net.dtype.name, net.n_layers, net._loss_id, d_params,
-                       d_X.reshape(d_X.size), d_Y, labels, batch, net.n_outputs, net._l2,
+    call = launch.Call(ws, spec.dtype.name, spec.n_layers, spec.loss_id, d_params,
+                       d_X.reshape(d_X.size), d_Y, labels, batch, spec.n_outputs, spec.l2,
                        bool(check_finite), ws.calls)
     return call, params_on or X_on or Y_on
 
 
-def _loss(net: Any, call: launch.Call) -> float:
+def _loss(spec: NetworkSpec, call: launch.Call) -> float:
     """Wait for the GPU and read the report: the loss, or the ``ValueError`` of a failed
     check."""
     report = call.ws.report.copy_to_host(call.ws.host_report)
     for flag, status in zip(report[1:], FLAG_STATUS, strict=True):
         if flag:
-            v.raise_for_status(status, net.n_outputs)
+            v.raise_for_status(status, spec.n_outputs)
     return float(report[0])
 
 
-def value_and_grad(net: Any, params: Any, X: Any, Y: Any, *, form: str, out: Any = None,
+def value_and_grad(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str, out: Any = None,
                    check_finite: bool = True) -> tuple[float, Any]:
     """:meth:`fastprop.MLP.value_and_grad` on the GPU.
 
     Parameters
     ----------
-    net : fastprop.MLP
-        The network.
+    spec : fastprop.spec.NetworkSpec
+        The network (:attr:`fastprop.MLP.spec`).
     params, X, Y : numpy.ndarray or GPU array
         As for :meth:`fastprop.MLP.value_and_grad`; GPU arrays are any that export
         ``__cuda_array_interface__`` (integer labels on the GPU must be ``int64``).
@@ -133,19 +134,19 @@ def value_and_grad(net: Any, params: Any, X: Any, Y: Any, *, form: str, out: Any
     fastprop.cuda.runtime.CudaUnavailableError
         Where numba-cuda or a GPU is missing.
     """
-    call, on_device = _prepare(net, form, params, X, Y, check_finite)
+    call, on_device = _prepare(spec, form, params, X, Y, check_finite)
     host_out = None
     if out is None:
-        grad = runtime.cuda().device_array(net.n_params, net.dtype)
+        grad = runtime.cuda().device_array(spec.n_params, spec.dtype)
     elif runtime.is_device_array(out):
-        grad, on_device = _array("out", out, net.dtype, net.n_params)
+        grad, on_device = _array("out", out, spec.dtype, spec.n_params)
         if _overlaps(grad, call.params, call.X, call.Y, call.labels):
-            v.raise_for_status(OUT_OVERLAPS_INPUT, net.n_outputs)
+            v.raise_for_status(OUT_OVERLAPS_INPUT, spec.n_outputs)
     else:
-        host_out = v.check_out(out, net.dtype, net.n_params)
-        grad = runtime.cuda().device_array(net.n_params, net.dtype)
+        host_out = v.check_out(out, spec.dtype, spec.n_params)
+        grad = runtime.cuda().device_array(spec.n_params, spec.dtype)
     FORMS[form].gradient(call, grad)
-    loss = _loss(net, call)
+    loss = _loss(spec, call)
     if host_out is not None:
         return loss, grad.copy_to_host(host_out)
     if out is not None:
@@ -153,7 +154,7 @@ def value_and_grad(net: Any, params: Any, X: Any, Y: Any, *, form: str, out: Any
     return loss, grad if on_device else runtime.to_host(grad)
 
 
-def loss(net: Any, params: Any, X: Any, Y: Any, *, form: str,
+def loss(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
          check_finite: bool = True) -> float:
     """:meth:`fastprop.MLP.loss` on the GPU.
 
@@ -164,12 +165,12 @@ def loss(net: Any, params: Any, X: Any, Y: Any, *, form: str,
     float
         The batch loss.
     """
-    call, _ = _prepare(net, form, params, X, Y, check_finite)
+    call, _ = _prepare(spec, form, params, X, Y, check_finite)
     FORMS[form].loss(call)
-    return _loss(net, call)
+    return _loss(spec, call)
 
 
-def forward(net: Any, params: Any, X: Any, *, form: str, check_finite: bool = True) -> Any:
+def forward(spec: NetworkSpec, params: Any, X: Any, *, form: str, check_finite: bool = True) -> Any:
     """:meth:`fastprop.MLP.forward` on the GPU.
 
     Parameters and errors as :func:`value_and_grad` (without ``Y`` and ``out``).
@@ -181,8 +182,8 @@ def forward(net: Any, params: Any, X: Any, *, form: str, check_finite: bool = Tr
         one. Without ``check_finite`` and with GPU inputs, it returns without waiting for the
         GPU.
     """
-    call, on_device = _prepare(net, form, params, X, None, check_finite)
-    out = runtime.cuda().device_array((call.batch, net.n_outputs), net.dtype)
+    call, on_device = _prepare(spec, form, params, X, None, check_finite)
+    out = runtime.cuda().device_array((call.batch, spec.n_outputs), spec.dtype)
 
     launch.check(call)
     FORMS[form].forward_pass(call)
@@ -190,5 +191,5 @@ def forward(net: Any, params: Any, X: Any, *, form: str, check_finite: bool = Tr
         call.ws.layout, call.ws.work, call.batch, out)
     if check_finite:
         launch.finish(call)
-        _loss(net, call)
+        _loss(spec, call)
     return out if on_device else runtime.to_host(out)

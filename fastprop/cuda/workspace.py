@@ -2,25 +2,24 @@
 
 A :class:`Workspace` holds what the kernels of one backend need at one batch size (see
 :mod:`fastprop.cuda.rows` for the work buffer's arrangement); :func:`workspace` keeps the two
-most recently used per network and backend, so alternating between a training batch size and a
-last, smaller batch allocates nothing.
+most recently used per network, backend and calling thread, so alternating between a training
+batch size and a last, smaller batch allocates nothing.
 """
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._layout import N_OUT
+from ..spec import NetworkSpec
 from . import checks, config, gemm
 from .finish import REPORT_SIZE
 from .runtime import cuda
 
 _KEPT = 2
-_WORKSPACES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -91,14 +90,16 @@ def _build(layout: np.ndarray, n_params: int, batch: int, dtype: np.dtype,
         no_rows=cu.device_array((0, int(layout[-1, N_OUT])), dtype))
 
 
-def workspace(net: Any, form: str, batch: int) -> Workspace:
-    """The workspace of ``net`` for backend form ``form`` (``"matrix"`` or ``"naive"``) at
-    ``batch`` samples, made on first use."""
-    kept = _WORKSPACES.setdefault(net, {})
+def workspace(spec: NetworkSpec, form: str, batch: int) -> Workspace:
+    """The calling thread's workspace of the network ``spec`` for backend form ``form``
+    (``"matrix"`` or ``"naive"``) at ``batch`` samples, made on first use."""
+    kept = getattr(spec.per_thread, "cuda_workspaces", None)
+    if kept is None:
+        kept = spec.per_thread.cuda_workspaces = {}
     key = (form, batch)
     found = kept.pop(key, None)
     if found is None:
-        found = _build(net._layout, net.n_params, batch, net.dtype, form == "matrix")
+        found = _build(spec.layout, spec.n_params, batch, spec.dtype, form == "matrix")
     kept[key] = found
     while len(kept) > _KEPT * 2:
         del kept[next(iter(kept))]

@@ -1,0 +1,227 @@
+"""A CPU backend: one kernels module behind the protocol of :mod:`fastprop.backends`.
+
+Every thread keeps its own work buffers and compiled entry points for each network (in
+:attr:`fastprop.spec.NetworkSpec.per_thread`), so calls from several threads on one network never
+share memory. numba's ``omp`` and ``tbb`` threading layers run parallel regions launched from
+several threads at once; its ``workqueue`` layer cannot, and there every compiled call holds one
+process-wide lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import ModuleType
+
+import numba
+import numpy as np
+
+from .. import _validate as v
+from .._direct import TYPE_FLAGS, compiled_entry
+from .._jit import start_parallel_runtime
+from ..spec import NetworkSpec
+from ..threads import numba_threads
+
+_INT64 = np.dtype(np.int64)
+_SERIAL_LAYERS = ("workqueue",)
+_LOCK = threading.Lock()
+
+
+def _serialized(function: Callable) -> Callable:
+    """``function`` behind the process-wide lock of the ``workqueue`` threading layer."""
+    def call(*args):
+        with _LOCK:
+            return function(*args)
+    return call
+
+
+class _ThreadState:
+    """What one thread reuses between calls on one network with one backend."""
+
+    __slots__ = ("direct", "no_rows", "work", "workspaces")
+
+    def __init__(self, spec: NetworkSpec) -> None:
+        self.work: np.ndarray | None = None
+        self.workspaces: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
+        self.direct: dict[tuple, tuple] = {}
+        self.no_rows = np.empty((0, spec.n_outputs), dtype=spec.dtype)
+
+
+class CpuBackend:
+    """A CPU backend: the compiled kernels of ``kernels`` with their argument checks and
+    buffers.
+
+    Parameters
+    ----------
+    name : str
+        The name users pass as ``backend=``.
+    kernels : module
+        Provides ``value_and_grad``, ``loss`` and ``forward`` (the compiled kernels, whose
+        signature :mod:`fastprop.cpu.common` describes), ``workspace_size(layout, batch,
+        n_threads)`` and ``uses_threads(batch)`` (whether a batch may split among threads).
+    """
+
+    device = False
+
+    def __init__(self, name: str, kernels: ModuleType) -> None:
+        self.name = name
+        self.kernels = kernels
+        self._value_and_grad = kernels.value_and_grad
+        self._loss = kernels.loss
+        self._forward = kernels.forward
+        self._serial: bool | None = None
+
+    def __repr__(self) -> str:
+        return f"CpuBackend({self.name!r})"
+
+    def _start(self) -> None:
+        """Start numba's parallel runtime before the first compiled call, and put the kernels
+        behind the lock where the threading layer needs it."""
+        start_parallel_runtime()
+        if self._serial is None:
+            self._serial = numba.threading_layer() in _SERIAL_LAYERS
+            if self._serial:
+                self._value_and_grad = _serialized(self.kernels.value_and_grad)
+                self._loss = _serialized(self.kernels.loss)
+                self._forward = _serialized(self.kernels.forward)
+
+    @property
+    def serialized(self) -> bool:
+        """Whether compiled calls take the process-wide lock (numba's ``workqueue`` layer)."""
+        self._start()
+        return bool(self._serial)
+
+    def guard(self, function: Callable) -> Callable:
+        """``function`` (compiled code that calls this backend's kernels) made safe to call from
+        several threads at once under the process's threading layer."""
+        return _serialized(function) if self.serialized else function
+
+    def _state(self, spec: NetworkSpec) -> _ThreadState:
+        state = getattr(spec.per_thread, self.name, None)
+        if state is None:
+            state = _ThreadState(spec)
+            setattr(spec.per_thread, self.name, state)
+        return state
+
+    def workspace(self, spec: NetworkSpec, batch: int) -> tuple[np.ndarray, int]:
+        """``(work, n_threads)`` for ``batch`` samples in the calling thread: its own work buffer,
+        grown (never shrunk) to fit, and the thread count the kernels may split the batch
+        among."""
+        self._start()
+        n_threads = numba_threads() if self.kernels.uses_threads(batch) else 1
+        state = self._state(spec)
+        key = (batch, n_threads)
+        found = state.workspaces.get(key)
+        if found is None:
+            needed = self.kernels.workspace_size(spec.layout, batch, n_threads)
+            if state.work is None or state.work.shape[0] < needed:
+                state.work = np.empty(needed, dtype=spec.dtype)
+                # The batch sizes seen before move to the new buffer, and so do direct calls.
+                state.workspaces.clear()
+                state.direct.clear()
+            found = state.workspaces[key] = (state.work, n_threads)
+        return found
+
+    def _targets(self, spec: NetworkSpec, params: object, X: object,
+                 Y: object) -> tuple[np.ndarray, np.ndarray]:
+        """``(Y_rows, labels)`` for the kernels, after checking ``params``, ``X`` and ``Y``.
+
+        The common case (the network's dtype, the documented shapes, C-contiguous, float rows or
+        ``int64`` labels) is recognised in one expression; the checks of
+        :mod:`fastprop._validate` handle everything else: they raise on bad input and convert
+        integer labels of other dtypes.
+        """
+        dtype = spec.dtype
+        ndarray = np.ndarray
+        if (type(params) is ndarray and type(X) is ndarray and type(Y) is ndarray
+                and params.dtype is dtype and X.dtype is dtype):
+            x_shape = X.shape
+            if (params.shape == (spec.n_params,) and len(x_shape) == 2
+                    and x_shape[1] == spec.n_inputs and x_shape[0] > 0
+                    and params.flags.c_contiguous and X.flags.c_contiguous
+                    and Y.flags.c_contiguous):
+                y_dtype = Y.dtype
+                if y_dtype is dtype:
+                    if spec.takes_rows and Y.shape == (x_shape[0], spec.n_outputs):
+                        return Y, v.NO_LABELS
+                elif y_dtype is _INT64 and spec.takes_labels and Y.shape == x_shape[:1]:
+                    return self._state(spec).no_rows, Y
+        check_inputs(spec, params, X)
+        return v.check_targets(Y, spec.loss_name, dtype, X.shape[0], spec.n_outputs)
+
+    def value_and_grad(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray,
+                       Y: np.ndarray, *, out: np.ndarray | None = None,
+                       check_finite: bool = True) -> tuple[float, np.ndarray]:
+        """:meth:`fastprop.MLP.value_and_grad`.
+
+        A call with ``out`` like one this thread made before (same shapes, dtypes and memory
+        flags) goes straight to the compiled overload that ran it, skipping the checks and
+        numba's type dispatch (see :mod:`fastprop._direct`).
+        """
+        dtype = spec.dtype
+        ndarray = np.ndarray
+        key = None
+        if (type(params) is ndarray and type(X) is ndarray and type(Y) is ndarray
+                and type(out) is ndarray and params.dtype is dtype and X.dtype is dtype
+                and out.dtype is dtype and (Y.dtype is dtype or Y.dtype is _INT64)
+                and (check_finite is True or check_finite is False)):
+            key = (X.shape, Y.shape, Y.dtype is _INT64, params.shape, out.shape,
+                   params.flags.num & TYPE_FLAGS, X.flags.num & TYPE_FLAGS,
+                   Y.flags.num & TYPE_FLAGS, out.flags.num & TYPE_FLAGS)
+            state = getattr(spec.per_thread, self.name, None)
+            direct = None if state is None else state.direct.get(key)
+            if direct is not None:
+                entry, work, n_threads, uses_threads = direct
+                if not uses_threads or n_threads == numba_threads():
+                    Y_rows, labels = ((state.no_rows, Y) if Y.dtype is _INT64
+                                      else (Y, v.NO_LABELS))
+                    status, loss = entry(spec.layout, spec.loss_id, params, X, Y_rows, labels,
+                                         spec.l2, check_finite, out, work, n_threads)
+                    if status:
+                        v.raise_for_status(status, spec.n_outputs)
+                    return loss, out
+        check_finite = v.check_flag("check_finite", check_finite)
+        Y_rows, labels = self._targets(spec, params, X, Y)
+        if out is None:
+            out = np.empty(spec.n_params, dtype=dtype)
+        else:
+            v.check_out(out, dtype, spec.n_params)
+        work, n_threads = self.workspace(spec, X.shape[0])
+        args = (spec.layout, spec.loss_id, params, X, Y_rows, labels, spec.l2, check_finite,
+                out, work, n_threads)
+        status, loss = self._value_and_grad(*args)
+        if status:
+            v.raise_for_status(status, spec.n_outputs)
+        if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
+            entry = compiled_entry(self.kernels.value_and_grad, args)
+            if entry is not None:
+                self._state(spec).direct[key] = (
+                    self.guard(entry), work, n_threads, self.kernels.uses_threads(X.shape[0]))
+        return loss, out
+
+    def loss(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
+             check_finite: bool = True) -> float:
+        """:meth:`fastprop.MLP.loss`."""
+        check_finite = v.check_flag("check_finite", check_finite)
+        Y_rows, labels = self._targets(spec, params, X, Y)
+        status, loss = self._loss(spec.layout, spec.loss_id, params, X, Y_rows, labels, spec.l2,
+                                  check_finite, *self.workspace(spec, X.shape[0]))
+        v.raise_for_status(status, spec.n_outputs)
+        return loss
+
+    def forward(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray, *,
+                check_finite: bool = True) -> np.ndarray:
+        """:meth:`fastprop.MLP.forward`."""
+        check_finite = v.check_flag("check_finite", check_finite)
+        check_inputs(spec, params, X)
+        out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
+        status = self._forward(spec.layout, params, X, check_finite, out,
+                               *self.workspace(spec, X.shape[0]))
+        v.raise_for_status(status, spec.n_outputs)
+        return out
+
+
+def check_inputs(spec: NetworkSpec, params: object, X: object) -> None:
+    """Check ``params`` and ``X`` for ``spec``'s network (:mod:`fastprop._validate`)."""
+    v.check_array("params", params, spec.dtype, spec.n_params)
+    v.check_array("X", X, spec.dtype, None, spec.n_inputs)
