@@ -6,16 +6,24 @@ parameter vector as it is in memory, so a round trip is exact to the bit. :func:
 with ``allow_pickle=False`` and checks everything before it builds anything: a truncated or
 malformed file, one whose content changed after it was written (the checksum: it catches
 corruption and edits made without fastprop; it is not a signature), or one written by a newer
-format version gives a :class:`ModelFileError` that says which.
+format version gives a :class:`ModelFileError` that says which. Whatever the content, it is
+that error and nothing else: :func:`load` reads the file's bytes once, and everything the
+parsing of those bytes can raise is caught in one place (``_DAMAGED``); an ``OSError`` comes
+only from reading the file (missing, a directory, no permission).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import lzma
 import os
+import tokenize
 import uuid
 import zipfile
+import zlib
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -73,20 +81,53 @@ def save(path: str | os.PathLike, net: MLP, params: np.ndarray) -> None:
         raise
 
 
+#: What reading a damaged archive can raise. The file's bytes are in memory by then, so none of
+#: these comes from the filesystem: each says that the content is wrong.
+_DAMAGED = (
+    zipfile.BadZipFile,  # bad signatures, sizes, offsets or CRC
+    EOFError,  # a member shorter than declared
+    ValueError,  # a bad .npy header or shape, a negative offset, a name that is not UTF-8
+    RuntimeError,  # a member declared encrypted, or (NotImplementedError, a subclass) a
+    #                compression method, zip version or flag that zipfile does not support
+    OSError, zlib.error, lzma.LZMAError,  # data declared bzip2-, deflate- or lzma-compressed
+    OverflowError,  # an offset or size too large for C
+    MemoryError,  # a huge declared array shape
+    TypeError, SyntaxError, tokenize.TokenError,  # NumPy parsing a damaged .npy header
+)
+
+
 def _arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array in the ``.npz`` file at ``path``, read without pickle."""
+    """Every array in the ``.npz`` file at ``path``, read without pickle.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read (missing, a directory, no permission): as ``open`` raises it.
+    ModelFileError
+        The content is not a readable ``.npz`` archive: anything in ``_DAMAGED``.
+    """
+    content = Path(path).read_bytes()  # (the only access to the filesystem)
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(io.BytesIO(content), allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ModelFileError(f"{path} is not a fastprop model file: it holds a single "
                                  f"array, not an .npz archive")
         with data:
             return {name: data[name] for name in data.files}
-    except (zipfile.BadZipFile, EOFError, ValueError) as error:
-        if isinstance(error, ModelFileError):
-            raise
+    except ModelFileError:
+        raise
+    except _DAMAGED as error:
         raise ModelFileError(f"{path} is not a readable fastprop model file (truncated, "
-                             f"corrupted or not an .npz): {error}") from None
+                             f"corrupted or not an .npz): {type(error).__name__}: "
+                             f"{error}") from None
+
+
+def _flat(meta: dict) -> bool:
+    """Whether every value in ``meta`` is a JSON scalar or a list of scalars."""
+    scalar = (str, int, float, type(None))
+    return all(isinstance(value, scalar)
+               or (isinstance(value, list) and all(isinstance(item, scalar) for item in value))
+               for value in meta.values())
 
 
 def _read(path: str | os.PathLike) -> tuple[dict, np.ndarray]:
@@ -96,12 +137,17 @@ def _read(path: str | os.PathLike) -> tuple[dict, np.ndarray]:
         raise ModelFileError(f"{path} is not a fastprop model file: it holds the arrays "
                              f"{sorted(arrays)}")
     text, params = arrays["meta"], arrays["params"]
+    if not isinstance(text, np.ndarray) or text.dtype.kind != "U" or text.ndim != 0:
+        raise ModelFileError(f"{path} is not a fastprop model file (no {FORMAT!r} metadata)")
     try:
-        meta = json.loads(str(text[()])) if text.dtype.kind == "U" and text.ndim == 0 else None
-    except json.JSONDecodeError:
-        meta = None
+        meta = json.loads(str(text[()]))
+    except (ValueError, RecursionError) as error:  # (JSONDecodeError is a ValueError)
+        raise ModelFileError(f"{path} is not a fastprop model file (no {FORMAT!r} metadata): "
+                             f"its metadata is not readable JSON: {error}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a fastprop model file (no {FORMAT!r} metadata)")
+    if not _flat(meta):
+        raise ModelFileError(f"{path}: malformed metadata: values nested deeper than a list")
     version = meta.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFileError(f"{path}: malformed format version {version!r}")
@@ -112,6 +158,8 @@ def _read(path: str | os.PathLike) -> tuple[dict, np.ndarray]:
     if set(meta) != _KEYS:
         raise ModelFileError(f"{path}: malformed metadata, keys {sorted(meta)} instead of "
                              f"{sorted(_KEYS)}")
+    if not isinstance(params, np.ndarray):
+        raise ModelFileError(f"{path}: params must be a flat float vector, got no .npy array")
     if params.ndim != 1 or params.dtype.kind != "f":
         raise ModelFileError(f"{path}: params must be a flat float vector, got shape "
                              f"{params.shape} and dtype {params.dtype}")
@@ -138,12 +186,20 @@ def load(path: str | os.PathLike) -> tuple[MLP, np.ndarray]:
     ------
     ModelFileError
         (a ``ValueError``) The file is truncated, corrupted, not a fastprop model, changed
-        after it was written, or from a newer format version.
+        after it was written, or from a newer format version: whatever its content, never
+        another exception.
     FileNotFoundError
-        No file at ``path``.
+        No file at ``path``; another ``OSError`` where the file cannot be read (a directory,
+        no permission).
     """
     meta, params = _read(path)
     try:
+        # (the parameters' count first: building a network never allocates more than the file)
+        sizes = v.check_sizes(meta["sizes"])
+        n_params = sum(n_out * n_in + n_out for n_in, n_out in pairwise(sizes))
+        if n_params != params.size:
+            raise ValueError(f"sizes {list(sizes)} make {n_params} parameters, but the file "
+                             f"holds {params.size}")
         net = MLP(meta["sizes"], meta["activations"], meta["output"], meta["loss"], meta["l2"],
                   meta["dtype"])
         v.check_array("params", params, net.dtype, net.n_params)
