@@ -283,6 +283,19 @@ def test_bad_input_is_rejected_before_training(name):
         assert (arguments["params"] == before).all(), "nothing is trained on bad input"
 
 
+def test_default_batch_size_is_clipped_to_the_samples():
+    net, params, X, Y = problem(np.float64, n=10)
+    clipped = fp.train(net, params.copy(), X, Y, epochs=2, shuffle=False, progress=False)
+    whole = fp.train(net, params.copy(), X, Y, epochs=2, batch_size=10, shuffle=False,
+                     progress=False)
+    assert np.array_equal(clipped.loss, whole.loss)
+    with pytest.raises(ValueError, match=r"batch_size must be from 1 to the number of samples "
+                                         r"\(10\), got 11"):
+        fp.train(net, params, X, Y, batch_size=11, progress=False)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        fp.train(net, params, X, Y, seed=-1, progress=False)
+
+
 def test_seed_and_resume_together():
     net, params, X, Y = problem(np.float64)
     state = fp.train(net, params, X, Y, epochs=1, progress=False).state

@@ -33,11 +33,36 @@ from fastprop.cpu.common import all_finite
     ({"dtype": np.float16}, ValueError, "dtype must be float32 or float64"),
     ({"dtype": "banana"}, ValueError, "dtype must be float32 or float64"),
     ({"dtype": None}, ValueError, "dtype must be float32 or float64"),
+    ({"sizes": [2**40, 2**40]}, ValueError, r"sizes \[1099511627776, 1099511627776\] make a "
+     r"network of 1.21e\+24 parameters \(9.01e\+15 GiB in float64\)"),
+    ({"sizes": [2**62, 2]}, ValueError, "sizes .* make a network of 9.22e"),
+    ({"sizes": np.array([[4, 3]])}, ValueError, "sizes must be one-dimensional"),
+    ({"sizes": np.array([4.0, 3.0])}, TypeError, "sizes must hold integers"),
 ])
 def test_bad_architecture(kwargs, error, match):
     arguments = {"sizes": [4, 3, 2]} | kwargs
     with pytest.raises(error, match=match):
         fp.MLP(**arguments)
+
+
+def test_numpy_integers_are_integers():
+    expected = fp.MLP([5, 3, 2])
+    for sizes in (np.array([5, 3, 2]), np.array([5, 3, 2], np.uint8), [np.int64(5), 3, 2]):
+        net = fp.MLP(sizes)
+        assert net == expected and all(type(n) is int for n in net.sizes)
+    assert np.array_equal(expected.init(seed=np.int64(3)), expected.init(seed=3))
+    fp.set_num_threads(np.int64(fp.get_num_threads()["numba"]))
+
+
+@pytest.mark.parametrize(("seed", "error", "match"), [
+    (-1, ValueError, "seed must be >= 0, got -1"),
+    (1.5, TypeError, "seed must be an integer, got 1.5"),
+    ("0", TypeError, "seed must be an integer"),
+    (True, TypeError, "seed must be an integer"),
+])
+def test_bad_seed(seed, error, match):
+    with pytest.raises(error, match=match):
+        fp.MLP([2, 3, 1]).init(seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +106,12 @@ BAD_INPUTS = [
     ("params-inf", lambda p, X, Y: (np.where(p > 0.2, np.inf, p), X, Y), ValueError,
      "params holds NaN or infinity"),
     ("X-not-array", lambda p, X, Y: (p, X.tolist(), Y), TypeError, "X must be a numpy"),
+    ("params-masked", lambda p, X, Y: (np.ma.masked_greater(p, 0.5), X, Y), TypeError,
+     r"params is a numpy masked array.*params.filled\(value\)"),
+    ("X-masked", lambda p, X, Y: (p, np.ma.masked_invalid(X), Y), TypeError,
+     "X is a numpy masked array"),
+    ("Y-masked", lambda p, X, Y: (p, X, np.ma.masked_greater(Y, 0)), TypeError,
+     "Y is a numpy masked array"),
 ]
 REGRESSION_INPUTS = [
     ("Y-nan", lambda p, X, Y: (p, X, np.where(Y > 0, np.nan, Y)), ValueError,
