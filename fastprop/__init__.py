@@ -1,12 +1,14 @@
-"""fastprop: the loss and exact gradient of a multilayer perceptron, fast, from Python."""
+"""fastprop: the loss and exact gradient of a multilayer perceptron, fast, from Python.
+
+``import fastprop`` loads what describes and checks a network; the compiled kernels (and numba),
+training, the estimators (and scikit-learn) and the GPU backends load on first use.
+"""
 
 from .backends import BACKENDS
 from .gradcheck import gradient_check
 from .io import load, save
 from .network import MLP
-from .optimizers import SGD, Adam, Constant, InverseScaling, StepDecay
 from .threads import get_num_threads, set_num_threads
-from .training import EarlyStopping, History, TrainState, train
 
 __all__ = [
     "BACKENDS",
@@ -30,13 +32,25 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-#: Names imported from :mod:`fastprop.estimators` on first use (it needs scikit-learn).
-_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+#: Public names whose module is imported on first use, by module.
+_LAZY = {
+    "optimizers": ("SGD", "Adam", "Constant", "InverseScaling", "StepDecay"),
+    "training": ("EarlyStopping", "History", "TrainState", "train"),
+    "estimators": ("MLPClassifier", "MLPRegressor"),
+}
+_LAZY_MODULES = {name: module for module, names in _LAZY.items() for name in names}
 
 
 def __getattr__(name: str):
-    if name in _ESTIMATORS:
-        from . import estimators
+    module = _LAZY_MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastprop' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(estimators, name)
-    raise AttributeError(f"module 'fastprop' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

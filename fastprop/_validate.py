@@ -28,15 +28,18 @@ from itertools import pairwise
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .cpu.common import (
+from ._kernel_ids import (
+    ACTIVATIONS,
+    COMPATIBLE_OUTPUTS,
     LABEL_OUT_OF_RANGE,
+    LOSSES,
     OUT_OVERLAPS_INPUT,
+    OUTPUTS,
     PARAMS_NOT_FINITE,
+    TARGET_KINDS,
     X_NOT_FINITE,
     Y_NOT_FINITE,
 )
-from .losses import COMPATIBLE_OUTPUTS, LOSSES, OUTPUTS, TARGET_KINDS
 
 #: A dummy label array passed to the kernels when the targets are float rows.
 NO_LABELS = np.empty(0, dtype=np.int64)

@@ -35,23 +35,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ._jit import jit
-
-IDENTITY = 0
-SIGMOID = 1
-TANH = 2
-RELU = 3
-LEAKY_RELU = 4
-SOFTPLUS = 5
-
-#: Hidden-layer activation names and their ids.
-ACTIVATIONS: dict[str, int] = {
-    "identity": IDENTITY,
-    "sigmoid": SIGMOID,
-    "tanh": TANH,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "softplus": SOFTPLUS,
-}
+from ._kernel_ids import LEAKY_RELU, RELU, SIGMOID, SOFTPLUS, TANH
 
 #: Slope of leaky_relu for z <= 0.
 LEAKY_SLOPE = 0.01

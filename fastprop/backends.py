@@ -16,7 +16,6 @@ are listed everywhere, and asking for one where CUDA cannot run raises
 
 from __future__ import annotations
 
-from .cpu import matrix, naive
 from .cpu.backend import CpuBackend
 from .cuda import runtime as cuda_runtime
 from .cuda.backend import CudaBackend
@@ -27,8 +26,8 @@ Backend = CpuBackend | CudaBackend
 
 #: The backends by name (the GPU ones are listed where CUDA is missing, too).
 BACKENDS: dict[str, Backend] = {
-    "matrix": CpuBackend("matrix", matrix),
-    "naive": CpuBackend("naive", naive),
+    "matrix": CpuBackend("matrix", "fastprop.cpu.matrix"),
+    "naive": CpuBackend("naive", "fastprop.cpu.naive"),
     "cuda": CudaBackend("cuda", "matrix"),
     "cuda-naive": CudaBackend("cuda-naive", "naive"),
 }

@@ -1,25 +1,126 @@
-"""The ``fastprop`` command (also ``python -m fastprop``)."""
+"""The ``fastprop`` command (also ``python -m fastprop``).
+
+Every option is checked before any work starts (compilation, training, timing): a bad command
+line ends as argparse ends one, with the usage line, a message on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numba
+import numpy as np
+
 from . import peers, threads
-from .activations import ACTIVATIONS
-from .backends import BACKENDS
+from ._kernel_ids import ACTIVATIONS
+from .backends import BACKENDS, DEFAULT_BACKEND, unavailable_reason
 from .compare import DEFAULT_CASES, QUICK_CASES, Case, run
 from .network import MLP
 from .optimizers import OPTIMIZERS
 from .training import History, train
 
+#: The backends ``train`` runs on: those whose compiled code runs on the CPU.
+TRAIN_BACKENDS = [name for name, backend in BACKENDS.items() if not backend.device]
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` for one integer from ``low`` to ``high`` (no upper bound if None).
+
+    Parameters
+    ----------
+    low : int
+        The smallest value allowed.
+    high : int, optional
+        The largest value allowed.
+
+    Returns
+    -------
+    callable
+        ``parse(text) -> int``, raising :class:`argparse.ArgumentTypeError` for any other text.
+    """
+    wanted = (f"an integer from {low} to {high}" if high is not None
+              else "a positive integer" if low == 1 else f"an integer >= {low}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse ``type=``: a finite number above 0.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For anything else (0, negative numbers, NaN, infinities, words).
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
+def _output_path(text: str) -> Path:
+    """An argparse ``type=``: a file that can be written, checked before any work starts.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When the path is empty or a folder, when its folder does not exist or cannot be
+        written in, or when the file exists and cannot be written.
+    """
+    path = Path(text)
+    folder = path.parent
+    if not text or path.is_dir():
+        problem = "a folder" if text else "empty"
+    elif not folder.is_dir():
+        problem = f"in a folder that does not exist ({str(folder)!r})"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"in a folder that cannot be written ({str(folder)!r})"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "a file that cannot be written"
+    else:
+        return path
+    raise argparse.ArgumentTypeError(f"expected a file to write, got {text!r}: {problem}")
+
 
 def _integers(text: str) -> list[int]:
+    """An argparse ``type=``: comma-separated positive integers (``--hidden 128,64``)."""
     try:
         values = [int(value) for value in text.split(",")]
     except ValueError:
@@ -31,6 +132,7 @@ def _integers(text: str) -> list[int]:
 
 
 def _cases(text: str) -> list[tuple[int, int, int]]:
+    """An argparse ``type=``: ``BATCHxWIDTHxDEPTH`` cases separated by commas, each once."""
     try:
         cases = [tuple(int(n) for n in case.split("x")) for case in text.split(",")]
     except ValueError:
@@ -39,12 +141,13 @@ def _cases(text: str) -> list[tuple[int, int, int]]:
         raise argparse.ArgumentTypeError(
             f"expected BATCHxWIDTHxDEPTH cases separated by commas (e.g. 1x32x4,64x64x4), "
             f"got {text!r}")
-    return cases
+    return list(dict.fromkeys(cases))
 
 
-def _names(allowed: Sequence[str], what: str):
+def _names(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    """An argparse ``type=`` for comma-separated names among ``allowed``, each kept once."""
     def parse(text: str) -> list[str]:
-        names = [name for name in text.split(",") if name]
+        names = list(dict.fromkeys(name for name in text.split(",") if name))
         unknown = [name for name in names if name not in allowed]
         if unknown or not names:
             raise argparse.ArgumentTypeError(f"{what} must be among {list(allowed)}, got {text!r}")
@@ -52,18 +155,41 @@ def _names(allowed: Sequence[str], what: str):
     return parse
 
 
+def _threads_option(command: argparse.ArgumentParser, default: int | None, note: str) -> None:
+    """Add ``--threads`` (from 1 to numba's thread limit) to ``command``."""
+    limit = numba.config.NUMBA_NUM_THREADS
+    command.add_argument("--threads", type=_integer(1, limit), default=default,
+                         help=f"threads for numba and the BLAS, from 1 to {limit} "
+                              f"(numba.config.NUMBA_NUM_THREADS; {note})")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
+    """The command-line parser (without the checks that combine options: see
+    :func:`parse_args`)."""
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its commands' parsers, by name."""
     parser = argparse.ArgumentParser(
-        prog="fastprop", description="Loss and exact gradient of a multilayer perceptron.")
+        prog="fastprop", description="Loss and exact gradient of a multilayer perceptron.",
+        epilog="compare is the default command: options given without a command are its "
+               "options (fastprop --quick is fastprop compare --quick).")
     commands = parser.add_subparsers(dest="command")
+    _add_compare(commands)
+    _add_train(commands)
+    return parser, dict(commands.choices)
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare", description=(
             "Time fastprop's backends and their peers side by side in one process, on "
             "networks of DEPTH tanh layers of WIDTH units at batch BATCH (squared loss). Every "
             "gradient is checked against a float64 NumPy reference before it is timed."),
         help="time fastprop against its peers (the default command)")
-    sizes = compare.add_argument_group("sizes (default: a grid that takes about a minute)")
+    sizes = compare.add_argument_group(
+        "sizes (default: a grid that takes about a minute; --cases, or the others)")
     sizes.add_argument("--cases", type=_cases,
                        help="BATCHxWIDTHxDEPTH cases, e.g. 1x32x4,1024x1024x4")
     sizes.add_argument("--batch", type=_integers, help="batch sizes (crossed with the others)")
@@ -75,23 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"among {list(peers.PEERS)} (default: every one installed)")
     compare.add_argument("--dtype", type=_names(["float32", "float64"], "dtype"),
                          default=["float64"], help="float32, float64 or both (default: float64)")
-    compare.add_argument("--seconds", type=float, default=4.0,
+    compare.add_argument("--seconds", type=_positive_float, default=4.0,
                          help="timing per case, in interleaved rounds (default: %(default)s)")
-    compare.add_argument("--max-call", type=float, default=2.0,
+    compare.add_argument("--max-call", type=_positive_float, default=2.0,
                          help="a contender slower than this many seconds per call is timed "
                               "from one call (default: %(default)s)")
     compare.add_argument("--quick", action="store_true",
                          help="a smaller grid and 1 s per case (about 15 s)")
-    compare.add_argument("--threads", type=int,
-                         help="threads for numba and the BLAS (default: all cores)")
-    compare.add_argument("--baseline", choices=list(BACKENDS), default="matrix",
-                         help="the backend whose speedups are shown (default: %(default)s)")
-    compare.add_argument("--json", type=Path, help="write every number here")
-    compare.add_argument("--plot", type=Path, help="draw time and speedup curves here (PNG)")
+    _threads_option(compare, None, "default: all cores")
+    compare.add_argument("--baseline", choices=list(BACKENDS),
+                         help=f"the backend whose speedups are shown, one of --backends "
+                              f"(default: {DEFAULT_BACKEND}, or the first of --backends "
+                              f"without it)")
+    compare.add_argument("--json", type=_output_path, metavar="PATH",
+                         help="write every number here")
+    compare.add_argument("--plot", type=_output_path, metavar="PATH",
+                         help="draw time and speedup curves here (PNG, or another format "
+                              "matplotlib writes, by the suffix; needs matplotlib)")
     compare.add_argument("--no-progress", action="store_true", help="no progress bar")
-    compare.set_defaults(run=_compare)
-    _add_train(commands)
-    return parser
+    compare.set_defaults(run=_compare, check=_check_compare)
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -102,43 +230,188 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
             "fixed, stratified 25% test split. Needs scikit-learn."),
         help="train a digits classifier (needs scikit-learn)")
     command.add_argument("--hidden", type=_integers, default=[64],
-                       help="hidden layer widths, e.g. 128,64 (default: 64)")
+                         help="hidden layer widths, e.g. 128,64 (default: 64)")
     command.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
-                       help="hidden activation (default: %(default)s)")
+                         help="hidden activation (default: %(default)s)")
     command.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
-                       help="default: %(default)s")
-    command.add_argument("--learning-rate", type=float,
-                       help="default: the optimizer's (adam 0.001, sgd 0.01)")
-    command.add_argument("--epochs", type=int, default=50, help="default: %(default)s")
-    command.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
-    command.add_argument("--backend", choices=list(BACKENDS), default="matrix",
-                       help="default: %(default)s")
+                         help="default: %(default)s")
+    command.add_argument("--learning-rate", type=_positive_float,
+                         help="default: the optimizer's (adam 0.001, sgd 0.01)")
+    command.add_argument("--epochs", type=_integer(1), default=50, help="default: %(default)s")
+    command.add_argument("--batch-size", type=_integer(1), default=32,
+                         help="from 1 to the number of training images (default: %(default)s)")
+    command.add_argument("--backend", choices=TRAIN_BACKENDS, default=DEFAULT_BACKEND,
+                         help="a CPU backend (default: %(default)s)")
     command.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                       help="default: %(default)s")
-    command.add_argument("--seed", type=int, default=0,
-                       help="seed of the initial weights and the shuffles (default: 0)")
-    command.add_argument("--threads", type=int, default=1,
-                       help="threads for numba and the BLAS (default: 1; the network is too "
-                            "small for more to help)")
-    command.add_argument("--save", type=Path, metavar="PATH",
-                       help="save the trained network here (.npz; fastprop.load reads it)")
+                         help="default: %(default)s")
+    command.add_argument("--seed", type=_integer(0), default=0,
+                         help="seed of the initial weights and the shuffles (default: 0)")
+    _threads_option(command, 1, "default: 1; the network is too small for more to help")
+    command.add_argument("--save", type=_output_path, metavar="PATH",
+                         help="save the trained network here (.npz; fastprop.load reads it)")
     command.add_argument("--quiet", action="store_true", help="no line per epoch")
-    command.set_defaults(run=_train)
+    command.set_defaults(run=_train, check=_check_train)
+
+
+def _with_command(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``compare`` in front when it names no command: when it is empty or starts
+    with an option other than ``-h``/``--help``."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        return ["compare", *argv]
+    return list(argv)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check a ``fastprop`` command line, before any work starts.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``). Without a command,
+        they are ``compare``'s.
+
+    Returns
+    -------
+    argparse.Namespace
+        The options, with ``command``, ``run`` (the command's function) and ``check``.
+
+    Raises
+    ------
+    SystemExit
+        With status 2, after argparse's usage line and a message on stderr, for a bad command
+        line (and with status 0 after ``--help``).
+    """
+    parser, commands = _parsers()
+    args = parser.parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    args.check(commands[args.command], args)
+    return args
+
+
+def _check_compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks of ``compare`` that combine options; ``parser.error`` on the first that
+    fails."""
+    crossed = [f"--{name}" for name in ("batch", "width", "depth") if getattr(args, name)]
+    if args.cases and crossed:
+        parser.error(f"--cases cannot be combined with {', '.join(crossed)}")
+    if args.baseline is not None and args.baseline not in args.backends:
+        parser.error(f"argument --baseline: {args.baseline!r} is not one of --backends "
+                     f"({','.join(args.backends)})")
+    if args.plot is not None:
+        _check_plot(parser, args.plot)
+        if args.json is not None and args.json.resolve() == args.plot.resolve():
+            parser.error("--json and --plot name the same file")
+    option = "--cases" if args.cases else "--batch/--width/--depth"
+    for batch, width, depth in _shapes(args):
+        for dtype in args.dtype:
+            _check_network(parser, option, [width] * (depth + 1), dtype, batch)
+    _check_contenders(parser, args)
+
+
+def _shapes(args: argparse.Namespace) -> Sequence[tuple[int, int, int]]:
+    """``compare``'s ``(batch, width, depth)`` cases: ``--cases``, or ``--batch``, ``--width``
+    and ``--depth`` crossed, or the default grid (``--quick``'s or the full one)."""
+    if args.cases:
+        return args.cases
+    if args.batch or args.width or args.depth:
+        return list(itertools.product(args.batch or [64], args.width or [256], args.depth or [4]))
+    return QUICK_CASES if args.quick else DEFAULT_CASES
+
+
+def _memory_bytes() -> int | None:
+    """The machine's physical memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_network(parser: argparse.ArgumentParser, option: str, sizes: Sequence[int],
+                   dtype: str, batch: int) -> None:
+    """``parser.error`` naming ``option`` when no network of layer widths ``sizes`` can be
+    built, or when one gradient at batch ``batch`` cannot fit in the machine's memory.
+
+    The memory counted is a floor: the parameters, the gradient and one value per unit and
+    sample, in ``dtype``.
+    """
+    try:
+        net = MLP(sizes, dtype=dtype)
+    except ValueError as error:
+        parser.error(f"argument {option}: {error}")
+    need = (2 * net.n_params + batch * sum(sizes)) * net.dtype.itemsize
+    memory = _memory_bytes()
+    if memory is not None and need > memory:
+        parser.error(f"argument {option}: a network of sizes {list(sizes)} at batch {batch} "
+                     f"needs more than {need / 2**30:.3g} GiB in {dtype}; this machine has "
+                     f"{memory / 2**30:.3g} GiB")
+
+
+def _check_plot(parser: argparse.ArgumentParser, path: Path) -> None:
+    """``parser.error`` unless matplotlib is installed and writes files named like ``path``."""
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install 'fastprop[plot]'")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        parser.error(f"argument --plot: expected a file name ending in one of "
+                     f"{', '.join('.' + name for name in sorted(formats))}, got {str(path)!r}")
+
+
+def _check_contenders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``parser.error`` when none of the backends and peers asked for can run here."""
+    if any(unavailable_reason(name) is None for name in args.backends):
+        return  # (the CPU backends always can, and are asked without loading anything)
+    reasons = {name: unavailable_reason(name) for name in args.backends}
+    reasons |= {name: peers.unavailable_reason(name) for name in args.peers or peers.PEERS}
+    if all(reasons.values()):
+        parser.error("nothing to time here: " + "; ".join(
+            f"{name}: {why}" for name, why in reasons.items()))
+
+
+@functools.cache
+def _digits(dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits scaled to [0, 1] in ``dtype``, split as ``train`` splits them.
+
+    Parameters
+    ----------
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(X_train, X_test, y_train, y_test)``: a fixed, stratified 25% test split.
+
+    Raises
+    ------
+    ImportError
+        Without scikit-learn.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    return tuple(train_test_split((digits.data / 16).astype(dtype), digits.target,
+                                  test_size=0.25, random_state=0, stratify=digits.target))
+
+
+def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks of ``train`` that need its data; ``parser.error`` on the first that fails."""
+    try:
+        X_train = _digits(args.dtype)[0]
+    except ImportError:
+        parser.error("train needs scikit-learn: pip install 'fastprop[sklearn]'")
+    if args.batch_size > len(X_train):
+        parser.error(f"argument --batch-size: expected at most {len(X_train)} (the training "
+                     f"images), got {args.batch_size}")
+    _check_network(parser, "--hidden", [X_train.shape[1], *args.hidden, 10], args.dtype,
+                   args.batch_size)
 
 
 def _train(args: argparse.Namespace) -> int:
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        print("fastprop train needs scikit-learn: pip install 'fastprop[sklearn]'",
-              file=sys.stderr)
-        return 2
+    """Run ``train`` (options checked by :func:`parse_args`)."""
     threads.set_num_threads(args.threads)
-    digits = load_digits()
-    X_train, X_test, y_train, y_test = train_test_split(
-        (digits.data / 16).astype(args.dtype), digits.target, test_size=0.25, random_state=0,
-        stratify=digits.target)
+    X_train, X_test, y_train, y_test = _digits(args.dtype)
     net = MLP([64, *args.hidden, 10], args.activation, output="softmax", loss="cross_entropy",
               dtype=args.dtype)
     optimizer = OPTIMIZERS[args.optimizer](
@@ -159,7 +432,7 @@ def _train(args: argparse.Namespace) -> int:
 
     params = net.init(seed=args.seed)
     history = train(net, params, X_train, y_train, epochs=args.epochs, seed=args.seed,
-                  callback=None if args.quiet else report, **options)
+                    callback=None if args.quiet else report, **options)
     print(f"test accuracy {history.val_score[-1]:.4f} after {history.epochs} epochs in "
           f"{history.seconds:.3f} s (with a test-set pass per epoch)")
     if args.save is not None:
@@ -169,22 +442,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    """Run ``compare`` (options checked by :func:`parse_args`)."""
     if args.threads is not None:
         threads.set_num_threads(args.threads)
-    if args.cases:
-        shapes = args.cases
-    elif args.batch or args.width or args.depth:
-        shapes = list(itertools.product(args.batch or [64], args.width or [256],
-                                        args.depth or [4]))
-    else:
-        shapes = QUICK_CASES if args.quick else DEFAULT_CASES
-    cases = [Case(*shape, dtype) for dtype in args.dtype for shape in shapes]
+    cases = [Case(*shape, dtype) for dtype in args.dtype for shape in _shapes(args)]
     installed = peers.available_peers()
     for name in args.peers or []:
         if name not in installed:
             print(f"not available, skipped: {name} ({peers.unavailable_reason(name)})")
     names = [*args.backends, *[name for name in args.peers or installed if name in installed]]
-    baseline = args.baseline if args.baseline in names else names[0]
+    baseline = args.baseline or (DEFAULT_BACKEND if DEFAULT_BACKEND in names else names[0])
     seconds = 1.0 if args.quick else args.seconds
     max_call = min(args.max_call, 0.5) if args.quick else args.max_call
     return run(cases, names, baseline, seconds, max_call, args.json, args.plot,
@@ -200,16 +467,14 @@ COMPARE_ENVIRONMENT = {"OPENBLAS_THREAD_TIMEOUT": "18"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fastprop`` command; ``compare`` when no command is given.
 
-    Run as a command (``argv`` None), ``compare`` first starts itself again with
+    The command line is checked first (:func:`parse_args`): a bad one exits with status 2 before
+    any work. Run as a command (``argv`` None), ``compare`` then starts itself again with
     :data:`COMPARE_ENVIRONMENT` (OpenBLAS reads it only when loaded), unless those variables are
     set already.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["compare", *(argv or [])])
+    args = parse_args(argv)
     unset = {k: v for k, v in COMPARE_ENVIRONMENT.items() if k not in os.environ}
-    if argv is None and args.command in (None, "compare") and unset:
+    if argv is None and args.command == "compare" and unset:
         os.environ.update(unset)
         os.execv(sys.executable, [sys.executable, "-m", "fastprop", *sys.argv[1:]])
     return args.run(args)

@@ -22,37 +22,14 @@ from __future__ import annotations
 import math
 
 from ._jit import jit
+from ._kernel_ids import (
+    BINARY_CROSS_ENTROPY,
+    CROSS_ENTROPY,
+    HINGE,
+    OUT_SIGMOID,
+    OUT_SOFTMAX,
+)
 from .activations import exp_nonpositive, sigmoid
-
-OUT_IDENTITY = 0
-OUT_SIGMOID = 1
-OUT_SOFTMAX = 2
-
-#: Output activation names and their ids.
-OUTPUTS: dict[str, int] = {"identity": OUT_IDENTITY, "sigmoid": OUT_SIGMOID,
-                           "softmax": OUT_SOFTMAX}
-
-SQUARED = 0
-CROSS_ENTROPY = 1
-BINARY_CROSS_ENTROPY = 2
-HINGE = 3
-
-#: Loss names and their ids.
-LOSSES: dict[str, int] = {"squared": SQUARED, "cross_entropy": CROSS_ENTROPY,
-                          "binary_cross_entropy": BINARY_CROSS_ENTROPY, "hinge": HINGE}
-
-#: The output activations each loss accepts.
-COMPATIBLE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "squared": ("identity", "sigmoid", "softmax"),
-    "cross_entropy": ("softmax",),
-    "binary_cross_entropy": ("sigmoid",),
-    "hinge": ("identity",),
-}
-
-#: How each loss takes its targets: "rows" (float, batch x n_out), "labels" (integer, batch), or
-#: "either".
-TARGET_KINDS: dict[str, str] = {"squared": "rows", "cross_entropy": "either",
-                                "binary_cross_entropy": "rows", "hinge": "labels"}
 
 
 @jit

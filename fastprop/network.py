@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 
 from . import _validate as v
+from ._kernel_ids import ACTIVATIONS, LOSSES, OUTPUTS
 from ._layout import build_layout
-from .activations import ACTIVATIONS
 from .backends import DEFAULT_BACKEND, get_backend
 from .cuda import runtime as cuda_runtime
-from .losses import LOSSES, OUTPUTS
 from .spec import NetworkSpec
 
 _CLASSIFIER_LOSSES = ("cross_entropy", "binary_cross_entropy", "hinge")

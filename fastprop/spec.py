@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .losses import TARGET_KINDS
+from ._kernel_ids import TARGET_KINDS
 
 
 @dataclass(frozen=True, eq=False)

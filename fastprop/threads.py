@@ -14,19 +14,19 @@ from __future__ import annotations
 import functools
 import operator
 import threading
-
-import numba
-from threadpoolctl import ThreadpoolController
-
-from .cpu.common import thread_count
+from collections.abc import Callable
 
 _requested: int | None = None
 _generation = 0
 _applied = threading.local()
+_thread_count: Callable[[], int] | None = None
 
 
 @functools.cache
-def _controller() -> ThreadpoolController:
+def _controller():
+    """threadpoolctl's view of the process's thread pools (loaded on first use)."""
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 
@@ -41,6 +41,8 @@ def set_num_threads(n: int) -> None:
         those started before the call too.
     """
     global _requested, _generation
+    import numba
+
     limit = numba.config.NUMBA_NUM_THREADS
     try:
         count = None if isinstance(n, bool) else operator.index(n)
@@ -61,9 +63,20 @@ def numba_threads() -> int:
     """numba's thread count in the calling thread, once :func:`set_num_threads`'s count, if
     one was set since this thread last asked, is applied to it."""
     if _requested is not None and getattr(_applied, "generation", 0) != _generation:
+        import numba
+
         numba.set_num_threads(_requested)
         _applied.generation = _generation
-    return thread_count()
+    return (_thread_count or _load_thread_count())()
+
+
+def _load_thread_count() -> Callable[[], int]:
+    """The compiled :func:`fastprop.cpu.common.thread_count`, imported on first use."""
+    global _thread_count
+    from .cpu.common import thread_count
+
+    _thread_count = thread_count
+    return thread_count
 
 
 def _blas_pools() -> list:

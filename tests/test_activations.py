@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastprop.activations import ACTIVATIONS, activate, derivative, exp_nonpositive, tanh
+from fastprop._kernel_ids import ACTIVATIONS
+from fastprop.activations import activate, derivative, exp_nonpositive, tanh
 
 
 @njit(error_model="numpy")

@@ -65,7 +65,6 @@ def _apply(monkeypatch: pytest.MonkeyPatch, settings: dict) -> None:
         monkeypatch.setattr(config, name, value)
     for builder in BUILDERS:
         builder.cache_clear()
-    workspace._WORKSPACES.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +75,6 @@ def launch_settings(monkeypatch):
     yield
     for builder in BUILDERS:
         builder.cache_clear()
-    workspace._WORKSPACES.clear()
 
 
 @pytest.fixture(params=list(PATHS))
@@ -139,7 +137,7 @@ def test_weights_from_global_memory_and_split_batch(monkeypatch):
                          "MIN_SPLIT_ROWS": 4,
                          "TARGET_BLOCKS": 10**6})
     loss, grad = net.value_and_grad(params, X, Y, backend="cuda")
-    assert workspace.workspace(net, "matrix", case.batch).splits > 1
+    assert workspace.workspace(net.spec, "matrix", case.batch).splits > 1
     assert rel_diff(loss, expected[0]) <= 1e-12
     assert rel_diff(grad, expected[1]) <= 1e-12
 

@@ -1,7 +1,7 @@
-"""The direct path of ``MLP.value_and_grad`` (see :mod:`fastprop._direct`): a call with ``out=``
-like an earlier one goes straight to the compiled overload that ran it. It must give the checked
-path's result bit for bit, run the compiled value checks, and leave for the checked path on every
-change that the overload's argument types or the Python checks depend on."""
+"""The direct path of ``MLP.value_and_grad`` (see :mod:`fastprop.cpu.direct_calls`): a call
+with ``out=`` like an earlier one goes straight to the compiled overload that ran it. It must give
+the checked path's result bit for bit, run the compiled value checks, and leave for the checked
+path on every change that the overload's argument types or the Python checks depend on."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from conftest import BACKENDS, make_problem
 
 import fastprop as fp
-from fastprop._direct import TYPE_FLAGS
 from fastprop.cpu.backend import CpuBackend
+from fastprop.cpu.direct_calls import TYPE_FLAGS
 
 NETWORKS = {
     "rows": lambda: fp.MLP([4, 5, 3], "tanh"),

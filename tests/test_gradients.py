@@ -13,9 +13,8 @@ from conftest import BACKENDS, DTYPES, make_problem, rel_diff
 from reference import reference_loss_and_grad, torch_loss_and_grad
 
 import fastprop as fp
-from fastprop.activations import ACTIVATIONS
+from fastprop._kernel_ids import ACTIVATIONS, COMPATIBLE_OUTPUTS
 from fastprop.cpu.backend import CpuBackend
-from fastprop.losses import COMPATIBLE_OUTPUTS
 
 
 @dataclass(frozen=True)

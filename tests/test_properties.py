@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from reference import reference_loss_and_grad
 
 import fastprop as fp
-from fastprop.activations import ACTIVATIONS
-from fastprop.losses import COMPATIBLE_OUTPUTS, TARGET_KINDS
+from fastprop._kernel_ids import ACTIVATIONS, COMPATIBLE_OUTPUTS, TARGET_KINDS
 
 PAIRS = [(out, loss) for loss, outs in COMPATIBLE_OUTPUTS.items() for out in outs]
 

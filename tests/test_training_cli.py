@@ -39,8 +39,10 @@ def test_train_command_rejects_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--optimizer", "rmsprop"])
     assert "invalid choice" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="batch_size must be from 1"):
+    with pytest.raises(SystemExit) as error:  # before anything is compiled
         main(["train", "--batch-size", "100000"])
+    assert error.value.code == 2
+    assert "--batch-size: expected at most 1347 (the training images)" in capsys.readouterr().err
 
 
 def test_benchmark_contenders_run():

@@ -5,26 +5,32 @@ Every thread keeps its own work buffers and compiled entry points for each netwo
 share memory. numba's ``omp`` and ``tbb`` threading layers run parallel regions launched from
 several threads at once; its ``workqueue`` layer cannot, and there every compiled call holds one
 process-wide lock.
+
+The kernels module, and numba with it, is imported at the first call, not with fastprop.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from types import ModuleType
 
-import numba
 import numpy as np
 
 from .. import _validate as v
-from .._direct import TYPE_FLAGS, compiled_entry
-from .._jit import start_parallel_runtime
 from ..spec import NetworkSpec
 from ..threads import numba_threads
+from .direct_calls import TYPE_FLAGS, compiled_entry
 
 _INT64 = np.dtype(np.int64)
 _SERIAL_LAYERS = ("workqueue",)
 _LOCK = threading.Lock()
+_LOADING = threading.Lock()
+
+
+def _unchanged(function: Callable) -> Callable:
+    return function
 
 
 def _serialized(function: Callable) -> Callable:
@@ -55,35 +61,50 @@ class CpuBackend:
     ----------
     name : str
         The name users pass as ``backend=``.
-    kernels : module
-        Provides ``value_and_grad``, ``loss`` and ``forward`` (the compiled kernels, whose
-        signature :mod:`fastprop.cpu.common` describes), ``workspace_size(layout, batch,
-        n_threads)`` and ``uses_threads(batch)`` (whether a batch may split among threads).
+    kernels : str or module
+        The kernels module, or its name to import at the first call. It provides
+        ``value_and_grad``, ``loss`` and ``forward`` (the compiled kernels, whose signature
+        :mod:`fastprop.cpu.common` describes), ``workspace_size(layout, batch, n_threads)`` and
+        ``uses_threads(batch)`` (whether a batch may split among threads).
     """
 
     device = False
 
-    def __init__(self, name: str, kernels: ModuleType) -> None:
+    def __init__(self, name: str, kernels: str | ModuleType) -> None:
         self.name = name
-        self.kernels = kernels
-        self._value_and_grad = kernels.value_and_grad
-        self._loss = kernels.loss
-        self._forward = kernels.forward
+        self._kernels = kernels
         self._serial: bool | None = None
 
     def __repr__(self) -> str:
         return f"CpuBackend({self.name!r})"
 
     def _start(self) -> None:
-        """Start numba's parallel runtime before the first compiled call, and put the kernels
-        behind the lock where the threading layer needs it."""
-        start_parallel_runtime()
-        if self._serial is None:
-            self._serial = numba.threading_layer() in _SERIAL_LAYERS
-            if self._serial:
-                self._value_and_grad = _serialized(self.kernels.value_and_grad)
-                self._loss = _serialized(self.kernels.loss)
-                self._forward = _serialized(self.kernels.forward)
+        """Import the kernels, start numba's parallel runtime before the first compiled call,
+        and put the kernels behind the lock where the threading layer needs it."""
+        if self._serial is not None:
+            return
+        with _LOADING:
+            if self._serial is not None:
+                return
+            import numba
+
+            from .._jit import start_parallel_runtime
+
+            if isinstance(self._kernels, str):
+                self._kernels = importlib.import_module(self._kernels)
+            start_parallel_runtime()
+            serial = numba.threading_layer() in _SERIAL_LAYERS
+            wrap = _serialized if serial else _unchanged
+            self._value_and_grad = wrap(self._kernels.value_and_grad)
+            self._loss = wrap(self._kernels.loss)
+            self._forward = wrap(self._kernels.forward)
+            self._serial = serial
+
+    @property
+    def kernels(self) -> ModuleType:
+        """The kernels module (imported on first use)."""
+        self._start()
+        return self._kernels
 
     @property
     def serialized(self) -> bool:
@@ -108,12 +129,12 @@ class CpuBackend:
         grown (never shrunk) to fit, and the thread count the kernels may split the batch
         among."""
         self._start()
-        n_threads = numba_threads() if self.kernels.uses_threads(batch) else 1
+        n_threads = numba_threads() if self._kernels.uses_threads(batch) else 1
         state = self._state(spec)
         key = (batch, n_threads)
         found = state.workspaces.get(key)
         if found is None:
-            needed = self.kernels.workspace_size(spec.layout, batch, n_threads)
+            needed = self._kernels.workspace_size(spec.layout, batch, n_threads)
             if state.work is None or state.work.shape[0] < needed:
                 state.work = np.empty(needed, dtype=spec.dtype)
                 # The batch sizes seen before move to the new buffer, and so do direct calls.
@@ -156,7 +177,7 @@ class CpuBackend:
 
         A call with ``out`` like one this thread made before (same shapes, dtypes and memory
         flags) goes straight to the compiled overload that ran it, skipping the checks and
-        numba's type dispatch (see :mod:`fastprop._direct`).
+        numba's type dispatch (see :mod:`fastprop.cpu.direct_calls`).
         """
         dtype = spec.dtype
         ndarray = np.ndarray
@@ -193,10 +214,10 @@ class CpuBackend:
         if status:
             v.raise_for_status(status, spec.n_outputs)
         if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
-            entry = compiled_entry(self.kernels.value_and_grad, args)
+            entry = compiled_entry(self._kernels.value_and_grad, args)
             if entry is not None:
                 self._state(spec).direct[key] = (
-                    self.guard(entry), work, n_threads, self.kernels.uses_threads(X.shape[0]))
+                    self.guard(entry), work, n_threads, self._kernels.uses_threads(X.shape[0]))
         return loss, out
 
     def loss(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,

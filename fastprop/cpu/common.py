@@ -24,15 +24,16 @@ import numba
 import numpy as np
 
 from .._jit import jit
+from .._kernel_ids import (
+    LABEL_OUT_OF_RANGE,
+    OK,
+    OUT_OVERLAPS_INPUT,
+    PARAMS_NOT_FINITE,
+    X_NOT_FINITE,
+    Y_NOT_FINITE,
+)
 from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
 from .views import borrowed, matrix_view
-
-OK = 0
-LABEL_OUT_OF_RANGE = 1
-X_NOT_FINITE = 2
-Y_NOT_FINITE = 3
-PARAMS_NOT_FINITE = 4
-OUT_OVERLAPS_INPUT = 5
 
 
 @numba.njit

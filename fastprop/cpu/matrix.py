@@ -48,12 +48,12 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
+from .._kernel_ids import IDENTITY, OK
 from .._layout import N_IN, N_OUT
-from ..activations import IDENTITY, activate, derivative
+from ..activations import activate, derivative
 from ..losses import batch_loss_and_delta, output_activation
 from .blas import compiled_large_products, dot
 from .common import (
-    OK,
     activation_id,
     activations,
     add_combination,

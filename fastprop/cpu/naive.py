@@ -39,11 +39,11 @@ import numpy as np
 from numba import prange
 
 from .._jit import jit
+from .._kernel_ids import OK
 from .._layout import A_OFF, N_IN, N_OUT
 from ..activations import activate, derivative
 from ..losses import loss_and_delta, output_activation
 from .common import (
-    OK,
     activation_id,
     activations,
     add_combination,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .. import _validate as v
-from ..cpu.common import OUT_OVERLAPS_INPUT
+from .._kernel_ids import OUT_OVERLAPS_INPUT
 from ..spec import NetworkSpec
 from . import config, launch, matrix, naive, rows, runtime
 from .checks import FLAG_STATUS

@@ -17,7 +17,7 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
-from ..cpu.common import LABEL_OUT_OF_RANGE, PARAMS_NOT_FINITE, X_NOT_FINITE, Y_NOT_FINITE
+from .._kernel_ids import LABEL_OUT_OF_RANGE, PARAMS_NOT_FINITE, X_NOT_FINITE, Y_NOT_FINITE
 from . import runtime
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which

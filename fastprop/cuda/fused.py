@@ -26,8 +26,8 @@ from typing import Any
 import numba
 import numpy as np
 
+from .._kernel_ids import IDENTITY
 from .._layout import ACT, B_OFF, N_IN, N_OUT, W_OFF
-from ..activations import IDENTITY
 from . import checks, config, retarget, rows, runtime
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._kernel_ids import IDENTITY
 from .._layout import ACT, N_IN, N_OUT
-from ..activations import IDENTITY
 from . import config, fused, gemm, launch
 
 

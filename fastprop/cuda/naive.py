@@ -20,8 +20,8 @@ import functools
 from types import SimpleNamespace
 from typing import Any
 
+from .._kernel_ids import IDENTITY
 from .._layout import ACT, B_OFF, N_IN, N_OUT, W_OFF
-from ..activations import IDENTITY
 from . import checks, config, launch, retarget, rows, runtime
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which

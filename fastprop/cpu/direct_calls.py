@@ -8,7 +8,7 @@ it, which takes the same arguments without the dispatch.
 
 The overload unboxes its arguments as the types it was compiled for, unchecked: it must only ever
 be called with arguments of exactly those numba types. For an array that type is its dtype,
-dimensions, layout and writeability: :meth:`fastprop.MLP.value_and_grad` keys the overloads it
+dimensions, layout and writeability: :class:`fastprop.cpu.backend.CpuBackend` keys the overloads it
 keeps by the shapes and by ``array.flags.num & TYPE_FLAGS`` (alignment too, which numba does not
 type, to be safe), and checks the array class and the dtype objects on every call.
 """
@@ -16,9 +16,6 @@ type, to be safe), and checks the array class and the dtype objects on every cal
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-
-import numba
-from numba.core.dispatcher import Dispatcher
 
 #: NumPy's flag bits that an array's numba type depends on (``NPY_ARRAY_C_CONTIGUOUS``,
 #: ``NPY_ARRAY_ALIGNED``, ``NPY_ARRAY_WRITEABLE``; fixed by NumPy's C API).
@@ -29,6 +26,9 @@ def compiled_entry(kernel: Callable, args: Sequence[object]) -> Callable | None:
     """The compiled overload of the numba dispatcher ``kernel`` for the types of ``args``,
     callable as ``entry(*args)`` with no type dispatch; None if ``kernel`` is not a dispatcher or
     has no such overload (call it once with ``args`` first)."""
+    import numba
+    from numba.core.dispatcher import Dispatcher
+
     if not isinstance(kernel, Dispatcher):
         return None
     overload = kernel.overloads.get(tuple(numba.typeof(arg) for arg in args))
