@@ -255,6 +255,32 @@ def _check_resume(resume: object, optimizer: Optimizer, net: MLP, seed: object) 
         raise ValueError("pass seed or resume, not both: resume goes on with its own shuffles")
 
 
+def _check_stopping(early_stopping: object, validation: bool, callback: object) -> None:
+    """The arguments that can end training early (``validation``: whether there is some)."""
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be an EarlyStopping, got {early_stopping!r}")
+        if early_stopping.monitor != "loss" and not validation:
+            raise ValueError(f"early stopping on {early_stopping.monitor!r} needs validation=")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {callback!r}")
+
+
+def _stop_reason(history: History, params: np.ndarray, watch: _Watch | None,
+                 callback: Callable[[History], bool | None] | None) -> str | None:
+    """Why training stops after the epoch just recorded in ``history``, or None."""
+    loss = history.loss[-1]
+    if not math.isfinite(loss):
+        warnings.warn(f"training diverged in epoch {history.epochs} (loss {loss}): try a lower "
+                      f"learning rate", RuntimeWarning, stacklevel=3)
+        return "diverged"
+    if watch is not None and watch.should_stop(history, params):
+        return "early_stopping"
+    if callback is not None and callback(history):
+        return "callback"
+    return None
+
+
 def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
           optimizer: str | Optimizer = "adam", epochs: int = 10, batch_size: int | None = None,
           shuffle: bool = True, seed: int | np.random.Generator | None = None,
@@ -350,13 +376,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             raise TypeError("validation must be a tuple (X_val, Y_val)")
         X_val, *val_targets = _check_data(net, params, *validation, check_finite,
                                           prefix="validation: ")
-    if early_stopping is not None:
-        if not isinstance(early_stopping, EarlyStopping):
-            raise TypeError(f"early_stopping must be an EarlyStopping, got {early_stopping!r}")
-        if early_stopping.monitor != "loss" and validation is None:
-            raise ValueError(f"early stopping on {early_stopping.monitor!r} needs validation=")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {callback!r}")
+    _check_stopping(early_stopping, validation is not None, callback)
     if resume is None:
         resume = TrainState(np.zeros(optimizer.state_size(net.n_params), net.dtype), 0, 0, 0,
                             v.check_seed(seed))
@@ -397,16 +417,9 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
                 postfix["val_score"] = f"{history.val_score[-1]:.4g}"
             bar.set_postfix(postfix, refresh=False)
             bar.update()
-            if not math.isfinite(loss):
-                history.stopped = "diverged"
-                warnings.warn(f"training diverged in epoch {history.epochs} (loss {loss}): "
-                              f"try a lower learning rate", RuntimeWarning, stacklevel=2)
-                break
-            if watch is not None and watch.should_stop(history, params):
-                history.stopped = "early_stopping"
-                break
-            if callback is not None and callback(history):
-                history.stopped = "callback"
+            reason = _stop_reason(history, params, watch, callback)
+            if reason is not None:
+                history.stopped = reason
                 break
     if watch is not None and watch.best_params is not None:
         params[:] = watch.best_params

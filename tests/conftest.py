@@ -4,11 +4,29 @@ throughout (max |a - b| over max |b|)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 from hypothesis import settings
 
 import fastprop as fp
+
+
+def _numba_cache_is_empty() -> bool:
+    """Whether numba's disk cache holds nothing of fastprop's yet (a fresh checkout or CI)."""
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    root = Path(folder) if folder else Path(fp.__file__).parent
+    return not any(root.rglob("*.nbi"))
+
+
+#: Read before any test compiles: the first-call test then fills this cache from empty itself
+#: (it runs first), instead of compiling everything a second time in a cache of its own.
+FRESH_NUMBA_CACHE = _numba_cache_is_empty()
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Run the first-call tests first (see :data:`FRESH_NUMBA_CACHE`)."""
+    items.sort(key=lambda item: item.path.name != "test_first_call.py")
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=40, deadline=None)

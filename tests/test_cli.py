@@ -1,7 +1,8 @@
 """The ``fastprop`` command line: every bad line is a usage error, raised before any work.
 
-Each bad line runs as users run it (``python -m fastprop ...`` in a subprocess) and must end with
-argparse's usage line and a message on stderr, exit status 2 and no traceback. The lines carry
+Each bad line goes through :func:`fastprop.cli.main` and must end with argparse's usage line and a
+message on stderr and exit status 2; any other exception would be a traceback for the user. A few
+lines also run as users run them (``python -m fastprop ...`` in a subprocess). The lines carry
 cheap options first (a tiny case, one epoch), so a check that is missing shows up as a wrong exit
 status rather than a long run.
 """
@@ -12,13 +13,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import pytest
 
 from fastprop import backends, peers
-from fastprop.cli import parse_args
+from fastprop.cli import main, parse_args
 
 #: Threads numba allows in this process (a subprocess gets the same limit).
 LIMIT = numba.config.NUMBA_NUM_THREADS
@@ -91,23 +91,29 @@ def _run(argv: list[str], timeout_s: float = 60) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess]:
-    """Every bad line's run (by the line as written in :data:`BAD_LINES`), a few at a time."""
-    tmp = tmp_path_factory.mktemp("cli")
-    (tmp / "read-only").mkdir(mode=0o555)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {tuple(line): pool.submit(_run, [arg.format(tmp=tmp) for arg in line])
-                   for line in BAD_LINES}
-    return {line: future.result() for line, future in futures.items()}
+def tmp(tmp_path_factory):
+    """The lines' ``{tmp}`` folder, with a read-only folder in it."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "read-only").mkdir(mode=0o555)
+    return folder
 
 
 @pytest.mark.parametrize("line", BAD_LINES, ids=lambda line: " ".join(map(repr, line)))
-def test_a_bad_line_is_a_usage_error(line, outcomes):
-    outcome = outcomes[tuple(line)]
-    stderr = outcome.stderr
-    assert "Traceback" not in stderr, stderr
-    assert outcome.returncode == 2, stderr
+def test_a_bad_line_is_a_usage_error(line, tmp, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([arg.format(tmp=tmp) for arg in line])
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2, stderr
     assert "usage: fastprop" in stderr and "error:" in stderr, stderr
+
+
+@pytest.mark.parametrize("line", [NO_COMMAND[0], [*CHEAP_COMPARE, *COMPARE[0]],
+                                  [*CHEAP_TRAIN, *TRAIN[4]]], ids=" ".join)
+def test_a_bad_line_in_a_fresh_process(line):
+    outcome = _run(line)
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    assert outcome.returncode == 2, outcome.stderr
+    assert outcome.stderr.startswith("usage: fastprop"), outcome.stderr
 
 
 def test_options_without_a_command_are_compare_options():

@@ -472,7 +472,7 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_
         target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
         losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
                               labels[start:stop], scale, target, work[c * size:(c + 1) * size],
-                              np.int64(SPLIT_GEMM), True)
+                              np.int64(SPLIT_GEMM), n_chunks > 1)
     total = losses[0]
     for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
         total += losses[c]        # array sums into parallel reductions with allocations)
@@ -511,7 +511,7 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad
     _check_workspace(layout, batch, n_chunks, work)
     if n_chunks == 1:
         total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
-                          np.int64(SMALL_GEMM), False)
+                          np.int64(SMALL_GEMM), n_chunks > 1)
     else:
         total = _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
                                 n_chunks)

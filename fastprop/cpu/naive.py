@@ -178,8 +178,10 @@ def _forward_part(layout, params, X, first, g, lo, hi, acts):
     """Samples ``lo:hi`` of the group of ``g`` samples from ``X[first]``: their inputs and
     every layer's activations (the last layer's raw scores) in ``acts``."""
     inputs = _inputs(layout, acts, 0, g)
-    for s in range(lo, hi):
-        inputs[s] = X[first + s]
+    for s in range(lo, hi):  # element by element: a row assignment compiles a shape check
+        row, x = inputs[s], X[first + s]  # whose error message costs seconds of compile time
+        for k in range(x.shape[0]):
+            row[k] = x[k]
     last = layout.shape[0] - 1
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
