@@ -22,7 +22,8 @@ import numpy as np
 from . import peers, threads
 from ._kernel_ids import ACTIVATIONS
 from .backends import BACKENDS, DEFAULT_BACKEND, unavailable_reason
-from .compare import DEFAULT_CASES, QUICK_CASES, Case, run
+from .compare import DEFAULT_CASES, QUICK_CASES, Case, Outputs, run, summary_problem
+from .io import save
 from .network import MLP
 from .optimizers import OPTIMIZERS
 from .training import History, train
@@ -218,6 +219,14 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--plot", type=_output_path, metavar="PATH",
                          help="draw time and speedup curves here (PNG, or another format "
                               "matplotlib writes, by the suffix; needs matplotlib)")
+    compare.add_argument("--markdown", type=_output_path, metavar="PATH",
+                         help="write a Markdown page here: when and where it ran (CPU, versions, "
+                              "threads, BLAS and its kernels, the BLAS environment variables), "
+                              "this command line, the table, and the plot of --plot")
+    compare.add_argument("--readme", type=_output_path, metavar="PATH",
+                         help="replace the text between the lines <!-- summary:start --> and "
+                              "<!-- summary:end --> of this existing file (a README) by a "
+                              "summary table of a few cases and a one-line stamp")
     compare.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare.set_defaults(run=_compare, check=_check_compare)
 
@@ -273,7 +282,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     Returns
     -------
     argparse.Namespace
-        The options, with ``command``, ``run`` (the command's function) and ``check``.
+        The options, with ``command``, ``run`` (the command's function), ``check`` and
+        ``argv`` (the arguments parsed, the command's name first).
 
     Raises
     ------
@@ -282,7 +292,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         line (and with status 0 after ``--help``).
     """
     parser, commands = _parsers()
-    args = parser.parse_args(_with_command(sys.argv[1:] if argv is None else argv))
+    argv = _with_command(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
     args.check(commands[args.command], args)
     return args
 
@@ -298,8 +310,13 @@ def _check_compare(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
                      f"({','.join(args.backends)})")
     if args.plot is not None:
         _check_plot(parser, args.plot)
-        if args.json is not None and args.json.resolve() == args.plot.resolve():
-            parser.error("--json and --plot name the same file")
+    if args.readme is not None:
+        _check_readme(parser, args.readme)
+    named: dict[Path, str] = {}
+    for option in ("json", "plot", "markdown", "readme"):
+        path = getattr(args, option)
+        if path is not None and named.setdefault(path.resolve(), option) != option:
+            parser.error(f"--{named[path.resolve()]} and --{option} name the same file")
     option = "--cases" if args.cases else "--batch/--width/--depth"
     for batch, width, depth in _shapes(args):
         for dtype in args.dtype:
@@ -355,6 +372,16 @@ def _check_plot(parser: argparse.ArgumentParser, path: Path) -> None:
     if path.suffix[1:].lower() not in formats:
         parser.error(f"argument --plot: expected a file name ending in one of "
                      f"{', '.join('.' + name for name in sorted(formats))}, got {str(path)!r}")
+
+
+def _check_readme(parser: argparse.ArgumentParser, path: Path) -> None:
+    """``parser.error`` unless ``path`` is a UTF-8 text file with the summary markers."""
+    try:
+        problem = summary_problem(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        problem = f"cannot be read ({error})"
+    if problem is not None:
+        parser.error(f"argument --readme: {str(path)!r}: {problem}")
 
 
 def _check_contenders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -436,7 +463,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"test accuracy {history.val_score[-1]:.4f} after {history.epochs} epochs in "
           f"{history.seconds:.3f} s (with a test-set pass per epoch)")
     if args.save is not None:
-        net.save(args.save, params)
+        save(args.save, net, params)
         print(f"saved to {args.save} (fastprop.load reads it)")
     return 0
 
@@ -454,8 +481,9 @@ def _compare(args: argparse.Namespace) -> int:
     baseline = args.baseline or (DEFAULT_BACKEND if DEFAULT_BACKEND in names else names[0])
     seconds = 1.0 if args.quick else args.seconds
     max_call = min(args.max_call, 0.5) if args.quick else args.max_call
-    return run(cases, names, baseline, seconds, max_call, args.json, args.plot,
-               progress=not args.no_progress)
+    outputs = Outputs(args.json, args.plot, args.markdown, args.readme,
+                      ("fastprop", *args.argv))
+    return run(cases, names, baseline, seconds, max_call, outputs, progress=not args.no_progress)
 
 
 #: Environment for ``compare``: after a call, OpenBLAS keeps its threads spinning for 2^28 cycles

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from itertools import pairwise
 from typing import Any
@@ -308,9 +309,13 @@ class MLP:
     # -- saving -------------------------------------------------------------------------------
 
     def save(self, path: Any, params: np.ndarray) -> None:
-        """Write the network and ``params`` to the ``.npz`` file ``path`` (str or path-like),
-        without pickle; :func:`fastprop.load` reads it back exactly. See :func:`fastprop.save`.
+        """Deprecated: use ``fastprop.save(path, net, params)``, the one spelling of saving
+        (:func:`fastprop.load` reads the file back).
+
+        .. deprecated:: 0.1.0
         """
+        warnings.warn("MLP.save(path, params) is deprecated: use fastprop.save(path, net, "
+                      "params)", DeprecationWarning, stacklevel=2)
         from .io import save
 
         save(path, self, params)

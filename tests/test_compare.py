@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import platform
+import re
+import shlex
 from types import SimpleNamespace
 
+import numba
 import numpy as np
 import pytest
 
 import fastprop as fp
 from fastprop.cli import main
 from fastprop.cpu.backend import CpuBackend
+from fastprop.timing import Timings
 
 
 def test_compare_writes_table_json_and_plot(tmp_path, capsys):
@@ -78,3 +83,135 @@ def test_case_flops():
     assert case.sizes == [128] * 5
     assert case.gemm_flops == 2 * 64 * 128 * 128 * 11
     assert np.isclose(case.gemm_flops, 2 * 64 * 128**2 * (4 + 4 + 3))
+
+
+# -- the Markdown page and the README summary ----------------------------------------------
+
+README_TEXT = ("# A project\r\n\r\nSome text, ünïcode kept.\r\n\r\n## Performance\r\n\r\n"
+               "<!-- summary:start -->\r\nAn old table.\r\n<!-- summary:end -->\r\n\r\n"
+               "A sentence after it.\r\n")
+#: The compare options of the runs below: one tiny case, two peers, a short timing.
+TINY = ["compare", "--cases", "1x8x2", "--peers", "numpy,gemm", "--seconds", "0.05",
+        "--no-progress"]
+
+
+def _outside_summary(text: str) -> tuple[str, str]:
+    """What lies before the summary's start marker and after its end marker."""
+    from fastprop.compare import SUMMARY_END, SUMMARY_START
+    return text.split(SUMMARY_START)[0], text.split(SUMMARY_END)[1]
+
+
+def test_compare_writes_a_markdown_page_and_a_readme_summary(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")  # read by OpenBLAS at load only
+    docs, readme = tmp_path / "docs", tmp_path / "README.md"
+    docs.mkdir()
+    readme.write_bytes(README_TEXT.encode())
+    page, plot_path = docs / "performance.md", docs / "performance.png"
+    argv = [*TINY, "--markdown", str(page), "--plot", str(plot_path), "--readme", str(readme)]
+    assert main(argv) == 0
+    assert f"page: {page}" in capsys.readouterr().out
+    text = page.read_text()
+    # The stamp: date, CPU and cores, versions, threads, BLAS kernels, the environment.
+    assert re.search(r"Generated on \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
+    for field in ("**CPU**", " cores", f"**Python** {platform.python_version()}",
+                  f"**NumPy** {np.__version__}", f"**Numba** {numba.__version__}",
+                  "threading layer", "**BLAS**: ", " kernels, ",
+                  "`OPENBLAS_L2_SIZE=1048576`", "`OPENBLAS_THREAD_TIMEOUT"):
+        assert field in text, field
+    assert re.search(r"unset: [^\n]*`OPENBLAS_CORETYPE`", text)
+    assert "```bash\n" + shlex.join(["fastprop", *argv]) + "\n```" in text
+    # The table: a row per case, a column per contender, the speedups.
+    assert ("| case | matrix | naive | numpy | gemm | matrix GFLOP/s | matrix vs naive | "
+            "matrix vs numpy | matrix vs gemm |") in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| 1x8x2 float64 |")]
+    values = [float(cell.strip().rstrip("\u00d7")) for cell in row.strip("|").split("|")[1:]]
+    assert len(values) == 8 and min(values[:4]) > 0 and min(values[5:]) > 0  # 4: GFLOP/s
+    assert "![Time per gradient and speedups of matrix](performance.png)" in text
+    assert plot_path.read_bytes()[:4] == b"\x89PNG"
+    # The README: its summary replaced, the rest byte for byte as it was.
+    new = readme.read_bytes().decode()
+    assert _outside_summary(new) == _outside_summary(README_TEXT)
+    summary = new.split("<!-- summary:start -->")[1].split("<!-- summary:end -->")[0]
+    assert "An old table." not in summary
+    assert "| case | matrix | numpy | gemm |" in summary and "| 1x8x2 float64 | " in summary
+    assert summary.count("\u00d7)") == 2  # matrix's speedup over numpy and over gemm
+    assert "fastprop compare --cases 1x8x2" in summary and "--markdown" in summary
+    assert re.search(r"_Generated on \d{4}-\d\d-\d\d [^\n]* cores\), BLAS [^\n]* kernels\)",
+                     summary)
+
+
+def test_a_page_without_plot_shows_no_image(tmp_path):
+    from fastprop.compare import Case, Result, machine, markdown_page
+    case = Case(1, 8, 2, "float64")
+    results = [Result(case, name, "ok", 0.0, Timings(times=[seconds]))
+               for name, seconds in (("matrix", 1e-5), ("numpy", 4e-5))]
+    results.append(Result(Case(4, 8, 2, "float64"), "matrix", "slow", 0.0, Timings(times=[3.0])))
+    text = markdown_page(results, ["matrix", "numpy"], "matrix", machine(),
+                         ["fastprop", "compare"])
+    assert "![" not in text
+    assert "| 1x8x2 float64 | 10.0 | 40.0 | " in text and "| 4.00\u00d7 |" in text
+    assert "| 4x8x2 float64 | 3000000.0\\* |  |" in text and "\\*: slower than" in text
+
+
+@pytest.mark.parametrize("plot_path, expected", [
+    ("docs/performance.png", "performance.png"), ("docs/img/p.svg", "img/p.svg"),
+    ("elsewhere/p.png", "../elsewhere/p.png"),
+])
+def test_the_page_refers_to_its_plot_by_a_relative_path(tmp_path, plot_path, expected):
+    from fastprop.compare import Outputs
+    outputs = Outputs(plot=tmp_path / plot_path, markdown=tmp_path / "docs" / "performance.md")
+    assert outputs.plot_ref() == expected
+    assert Outputs(plot=tmp_path / plot_path).plot_ref() is None
+
+
+def test_key_cases_of_the_default_grid():
+    from fastprop.compare import DEFAULT_CASES, Case, key_cases
+    cases = [Case(*shape, dtype) for dtype in ("float64", "float32") for shape in DEFAULT_CASES]
+    assert [case.label for case in key_cases(cases)] == [
+        f"{shape} {dtype}" for dtype in ("float64", "float32")
+        for shape in ("1x32x4", "64x64x4", "1024x1024x4")]
+
+
+@pytest.mark.parametrize("text", [
+    "no markers\n", "<!-- summary:start -->\nonly the start\n",
+    "<!-- summary:end -->\n<!-- summary:start -->\n",
+    "<!-- summary:start -->\n<!-- summary:end -->\n<!-- summary:start -->\n<!-- summary:end -->\n",
+])
+def test_a_readme_without_its_markers_is_a_usage_error(text, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY, "--readme", str(readme)])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("usage: fastprop") and "argument --readme" in captured.err
+    assert "<!-- summary:start --> and <!-- summary:end -->" in captured.err
+    assert captured.out == "" and readme.read_text() == text  # nothing timed, nothing written
+
+
+@pytest.mark.parametrize("options", [
+    ["--markdown", "{tmp}/missing/page.md"], ["--markdown", "{tmp}"], ["--markdown", ""],
+    ["--readme", "{tmp}/missing.md"], ["--readme", "{tmp}"],
+    ["--markdown", "{tmp}/same.md", "--readme", "{tmp}/same.md"],
+    ["--markdown", "{tmp}/same.png", "--plot", "{tmp}/same.png"],
+])
+def test_bad_markdown_and_readme_paths_are_usage_errors(options, tmp_path, capsys):
+    (tmp_path / "same.md").write_text("<!-- summary:start -->\n<!-- summary:end -->\n")
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY, *(option.format(tmp=tmp_path) for option in options)])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("usage: fastprop") and captured.out == ""
+
+
+def test_replace_summary_keeps_everything_outside_the_markers():
+    from fastprop.compare import replace_summary
+    new = replace_summary(README_TEXT, "| a |\n| b |")
+    assert _outside_summary(new) == _outside_summary(README_TEXT)
+    # The file's own line endings, inside too.
+    assert "<!-- summary:start -->\r\n| a |\r\n| b |\r\n<!-- summary:end -->" in new
+    assert replace_summary("<!-- summary:start -->\n<!-- summary:end -->", "x") == (
+        "<!-- summary:start -->\nx\n<!-- summary:end -->")
+    with pytest.raises(ValueError, match="summary:start"):
+        replace_summary("no markers", "x")

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _run(script: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script], env={**os.environ, **env},
@@ -34,4 +36,15 @@ def test_a_bad_setting_fails_where_it_is_used_and_names_the_variable():
         "        assert 'FASTPROP_LARGE_PRODUCTS must be auto, compiled or blas' in str(error)\n"
         "    else:\n"
         "        raise AssertionError('no error')\n", FASTPROP_LARGE_PRODUCTS="fast")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+
+@pytest.mark.parametrize("call", ["net.forward(p, X, backend=b)", "net.loss(p, X, Y, backend=b)",
+                                  "net.value_and_grad(p, X, Y, backend=b)"])
+def test_any_entry_point_can_be_the_first_call_of_a_process(call):
+    done = _run(
+        "import numpy as np, fastprop as fp\n"
+        "net = fp.MLP([2, 3, 1]); p = net.init(seed=0); X, Y = np.ones((4, 2)), np.ones((4, 1))\n"
+        f"for b in ('matrix', 'naive'):\n    {call}\n")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -40,7 +40,7 @@ def test_round_trip_is_exact(tmp_path, name, dtype):
     net = NETWORKS[name](dtype)
     params = awkward_params(net)
     path = tmp_path / "model.npz"
-    net.save(path, params)
+    fp.save(path, net, params)
     loaded, loaded_params = fp.load(path)
     assert loaded == net and repr(loaded) == repr(net) and loaded.l2 == net.l2
     assert loaded_params.dtype == net.dtype and loaded_params.tobytes() == params.tobytes()
@@ -66,17 +66,26 @@ def test_save_checks_its_arguments(tmp_path):
     with pytest.raises(TypeError, match=r"net must be a fastprop\.MLP"):
         fp.save(tmp_path / "m.npz", "net", net.init())
     with pytest.raises(TypeError, match="params has dtype float32"):
-        net.save(tmp_path / "m.npz", net.init().astype(np.float32))
+        fp.save(tmp_path / "m.npz", net, net.init().astype(np.float32))
     with pytest.raises(FileNotFoundError):
-        net.save(tmp_path / "missing" / "m.npz", net.init())
+        fp.save(tmp_path / "missing" / "m.npz", net, net.init())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_method_spelling_still_saves_and_warns(tmp_path):
+    net = NETWORKS["softmax"](np.float64)
+    params = net.init(seed=1)
+    with pytest.warns(DeprecationWarning, match=r"use fastprop.save\(path, net, params\)"):
+        net.save(tmp_path / "old.npz", params)
+    fp.save(tmp_path / "new.npz", net, params)
+    assert (tmp_path / "old.npz").read_bytes() == (tmp_path / "new.npz").read_bytes()
 
 
 def _saved(tmp_path):
     net = NETWORKS["mixed"](np.float64)
     params = net.init(seed=2)
     path = tmp_path / "model.npz"
-    net.save(path, params)
+    fp.save(path, net, params)
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
     return path, meta, params

@@ -225,8 +225,9 @@ class CpuBackend:
         """:meth:`fastprop.MLP.loss`."""
         check_finite = v.check_flag("check_finite", check_finite)
         Y_rows, labels = self._targets(spec, params, X, Y)
+        work, n_threads = self.workspace(spec, X.shape[0])  # (loads the kernels first)
         status, loss = self._loss(spec.layout, spec.loss_id, params, X, Y_rows, labels, spec.l2,
-                                  check_finite, *self.workspace(spec, X.shape[0]))
+                                  check_finite, work, n_threads)
         v.raise_for_status(status, spec.n_outputs)
         return loss
 
@@ -236,8 +237,8 @@ class CpuBackend:
         check_finite = v.check_flag("check_finite", check_finite)
         check_inputs(spec, params, X)
         out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
-        status = self._forward(spec.layout, params, X, check_finite, out,
-                               *self.workspace(spec, X.shape[0]))
+        work, n_threads = self.workspace(spec, X.shape[0])  # (loads the kernels first)
+        status = self._forward(spec.layout, params, X, check_finite, out, work, n_threads)
         v.raise_for_status(status, spec.n_outputs)
         return out
 
