@@ -4,7 +4,16 @@ throughout (max |a - b| over max |b|)."""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
+
+# Without a GPU, the CUDA tests run on numba's simulator. Set before anything imports numba.cuda
+# (fastprop never does at import), whichever test module is collected first.
+if shutil.which("nvidia-smi") is None and "NUMBA_ENABLE_CUDASIM" not in os.environ:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    if "numba" in sys.modules:  # numba reads its settings when it is imported
+        sys.modules["numba"].core.config.reload_config()
 
 import numpy as np
 from hypothesis import settings

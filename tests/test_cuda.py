@@ -1,9 +1,7 @@
 """The GPU backends against the CPU matrix backend, on a GPU or on numba's CUDA simulator.
 
-Without a GPU (no ``nvidia-smi``) and unless ``NUMBA_ENABLE_CUDASIM`` is set, this module
-turns the simulator on (and has numba re-read its settings) before anything imports
-``numba.cuda`` (fastprop itself never does at import time), so a plain ``python -m pytest`` runs
-these tests on any machine with numba-cuda installed. Set ``NUMBA_ENABLE_CUDASIM`` to choose.
+Without a GPU the tests' ``conftest.py`` turns the simulator on, so a plain ``python -m pytest``
+runs these tests on any machine with numba-cuda installed. Set ``NUMBA_ENABLE_CUDASIM`` to choose.
 
 On the simulator the launch settings are patched to tiny blocks and tiles (it runs one OS thread
 per CUDA thread), with the same code paths: fused and layer-by-layer matrix form, weights in
@@ -12,17 +10,9 @@ shared and in global memory, the weight gradient split over the batch.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import numba.core.config
-
-if shutil.which("nvidia-smi") is None and "NUMBA_ENABLE_CUDASIM" not in os.environ:
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-    numba.core.config.reload_config()  # numba read its settings when it was imported
 
 import numpy as np
 import pytest
