@@ -199,9 +199,11 @@ def hand_written() -> dict[str, str]:
 def test_readme():
     text = README.read_text()
     assert len(text.splitlines()) <= 200
-    # The quick start, which CI's test command follows.
-    assert ('python3 -m pip install . && fastprop compare\n'
-            'python3 -m pip install ".[test]" && python3 -m pytest\n') in text
+    # The quick start, whose test command CI runs.
+    test_command = 'python3 -m pip install -e ".[test]" && python3 -m pytest'
+    assert f"python3 -m pip install . && fastprop compare\n{test_command}\n" in text
+    ci_script = (REPO_ROOT / ".ci" / "run").read_text()
+    assert f"\n{test_command.replace('python3', 'python')}\n" in ci_script
     start, end = text.index("<!-- summary:start -->"), text.index("<!-- summary:end -->")
     assert start < end and "fastprop compare --markdown" in text[start:end]
     for target in re.findall(r"\]\((docs/[^)#]+)", text):
