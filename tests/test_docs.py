@@ -205,7 +205,8 @@ def test_readme():
     ci_script = (REPO_ROOT / ".ci" / "run").read_text()
     assert f"\n{test_command.replace('python3', 'python')}\n" in ci_script
     start, end = text.index("<!-- summary:start -->"), text.index("<!-- summary:end -->")
-    assert start < end and "fastprop compare --markdown" in text[start:end]
+    summary = text[start:end]
+    assert start < end and "fastprop compare" in summary and "--markdown" in summary
     for target in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (REPO_ROOT / target).is_file(), target
 
