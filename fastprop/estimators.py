@@ -73,17 +73,6 @@ _MIN_LEARNING_RATE = 1e-6
 _LBFGS_INSTALL = 'pip install "fastprop[sklearn]"'
 
 
-def _real(name: str, value: object, low: float, high: float = math.inf, *,
-          low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not (math.isfinite(value) and (value > low if low_open else value >= low)
-            and (value < high if high_open else value <= high)):
-        raise ValueError(f"{name} must lie in {'(' if low_open else '['}{low}, {high}"
-                         f"{')' if high_open else ']'}, got {value!r}")
-    return float(value)
-
-
 def _integer(name: str, value: object, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -299,14 +288,14 @@ class _BaseMLP(BaseEstimator):
     def _optimizer(self, learning_rate: float) -> Optimizer:
         """The minibatch solver's optimizer at ``learning_rate`` (its other settings checked)."""
         if self.solver == "adam":
-            return Adam(learning_rate, _real("beta_1", self.beta_1, 0.0, 1.0, high_open=True),
-                        _real("beta_2", self.beta_2, 0.0, 1.0, high_open=True),
-                        _real("epsilon", self.epsilon, 0.0, low_open=True))
+            return Adam(learning_rate, v.check_real("beta_1", self.beta_1, 0.0, 1.0),
+                        v.check_real("beta_2", self.beta_2, 0.0, 1.0),
+                        v.check_real("epsilon", self.epsilon, 0.0, low_open=True))
         schedule = _choice("learning_rate", self.learning_rate,
                            ("constant", "invscaling", "adaptive"))
-        momentum = _real("momentum", self.momentum, 0.0, 1.0)
+        momentum = v.check_real("momentum", self.momentum, 0.0, 1.0, high_open=False)
         return SGD(learning_rate, momentum, bool(self.nesterovs_momentum) and momentum > 0,
-                   InverseScaling(_real("power_t", self.power_t, 0.0))
+                   InverseScaling(v.check_real("power_t", self.power_t, 0.0))
                    if schedule == "invscaling" else Constant())
 
     def _batch_size(self, n_samples: int) -> int:
@@ -345,11 +334,11 @@ class _BaseMLP(BaseEstimator):
         solver = _choice("solver", self.solver, SOLVERS)
         hidden = self._hidden_sizes()
         activation = _choice("activation", self.activation, list(ACTIVATIONS))
-        alpha = _real("alpha", self.alpha, 0.0)
+        alpha = v.check_real("alpha", self.alpha, 0.0)
         max_iter = _integer("max_iter", self.max_iter, 1)
         if solver in _STOCHASTIC:
-            self._optimizer(_real("learning_rate_init", self.learning_rate_init, 0.0,
-                                  low_open=True))
+            self._optimizer(v.check_real("learning_rate_init", self.learning_rate_init, 0.0,
+                                         low_open=True))
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "net_") or not (incremental or self.warm_start)
@@ -393,7 +382,7 @@ class _BaseMLP(BaseEstimator):
         """``"sgd"`` or ``"adam"``: :func:`fastprop.train`, with scikit-learn's end of epoch as
         its callback; the ``"adaptive"`` schedule resumes training at each lower rate."""
         activation, output, loss, alpha, dtype = network
-        tol = _real("tol", self.tol, 0.0)
+        tol = v.check_real("tol", self.tol, 0.0)
         patience = _patience(self.n_iter_no_change)
         early = bool(self.early_stopping)
         state = self._state if incremental else None  # a fit starts a new optimizer
@@ -444,7 +433,7 @@ class _BaseMLP(BaseEstimator):
         """``"lbfgs"``: SciPy's L-BFGS-B on the full-batch loss, with scikit-learn's options
         (``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``, SciPy's default ``ftol``)."""
         activation, output, loss, alpha, dtype = network
-        tol = _real("tol", self.tol, 0.0)
+        tol = v.check_real("tol", self.tol, 0.0)
         max_fun = _integer("max_fun", self.max_fun, 1)
         minimize = _minimize()
         self.net_ = MLP(sizes, activation, output, loss, l2=alpha / X.shape[0], dtype=dtype)
@@ -485,8 +474,8 @@ class _BaseMLP(BaseEstimator):
     def _hold_out(self, X: np.ndarray, Y: np.ndarray, y: np.ndarray,
                   generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
         """``(X_train, Y_train, (X_val, Y_val))``: the early-stopping split, as scikit-learn's."""
-        fraction = _real("validation_fraction", self.validation_fraction, 0.0, 1.0,
-                         low_open=True, high_open=True)
+        fraction = v.check_real("validation_fraction", self.validation_fraction, 0.0, 1.0,
+                                low_open=True, high_open=True)
         X, X_val, Y, Y_val = train_test_split(
             X, Y, test_size=fraction, random_state=int(generator.integers(2**31)),
             stratify=y if self._stratify(Y) else None)

@@ -94,11 +94,11 @@ class CpuBackend:
                 self._kernels = importlib.import_module(self._kernels)
             start_parallel_runtime()
             serial = numba.threading_layer() in _SERIAL_LAYERS
-            wrap = _serialized if serial else _unchanged
-            self._value_and_grad = wrap(self._kernels.value_and_grad)
-            self._loss = wrap(self._kernels.loss)
-            self._forward = wrap(self._kernels.forward)
-            self._serial = serial
+            self._guard = _serialized if serial else _unchanged
+            self._value_and_grad = self._guard(self._kernels.value_and_grad)
+            self._loss = self._guard(self._kernels.loss)
+            self._forward = self._guard(self._kernels.forward)
+            self._serial = serial  # last: a thread that sees it set finds everything above
 
     @property
     def kernels(self) -> ModuleType:
@@ -115,7 +115,8 @@ class CpuBackend:
     def guard(self, function: Callable) -> Callable:
         """``function`` (compiled code that calls this backend's kernels) made safe to call from
         several threads at once under the process's threading layer."""
-        return _serialized(function) if self.serialized else function
+        self._start()
+        return self._guard(function)
 
     def _state(self, spec: NetworkSpec) -> _ThreadState:
         state = getattr(spec.per_thread, self.name, None)
