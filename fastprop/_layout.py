@@ -19,11 +19,17 @@ A network is described to compiled code by one C-contiguous ``int64`` array ``la
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
 N_IN, N_OUT, W_OFF, B_OFF, ACT, A_OFF = range(6)
 N_COLUMNS = 6
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """Length of the flat parameter vector of a network of layer widths ``sizes``."""
+    return sum(n_out * n_in + n_out for n_in, n_out in pairwise(sizes))
 
 
 def build_layout(sizes: Sequence[int], activation_ids: Sequence[int]) -> np.ndarray:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from itertools import pairwise
 
 import numpy as np
 
@@ -40,6 +39,7 @@ from ._kernel_ids import (
     X_NOT_FINITE,
     Y_NOT_FINITE,
 )
+from ._layout import parameter_count
 
 #: A dummy label array passed to the kernels when the targets are float rows.
 NO_LABELS = np.empty(0, dtype=np.int64)
@@ -117,7 +117,7 @@ def check_sizes(sizes: object) -> tuple[int, ...]:
         if width < 1:
             raise ValueError(f"sizes must all be >= 1, got {list(sizes)}")
     sizes = tuple(int(width) for width in sizes)
-    n_params = sum(n_out * (n_in + 1) for n_in, n_out in pairwise(sizes))
+    n_params = parameter_count(sizes)
     if n_params > MAX_PARAMS:
         raise ValueError(f"sizes {list(sizes)} make a network of {n_params:.3g} parameters "
                          f"({8 * n_params / 2**30:.3g} GiB in float64), more than fastprop can "

@@ -23,12 +23,12 @@ import tokenize
 import uuid
 import zipfile
 import zlib
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from . import _validate as v
+from ._layout import parameter_count
 from .network import MLP
 
 FORMAT = "fastprop.MLP"
@@ -196,7 +196,7 @@ def load(path: str | os.PathLike) -> tuple[MLP, np.ndarray]:
     try:
         # (the parameters' count first: building a network never allocates more than the file)
         sizes = v.check_sizes(meta["sizes"])
-        n_params = sum(n_out * n_in + n_out for n_in, n_out in pairwise(sizes))
+        n_params = parameter_count(sizes)
         if n_params != params.size:
             raise ValueError(f"sizes {list(sizes)} make {n_params} parameters, but the file "
                              f"holds {params.size}")

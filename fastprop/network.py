@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _validate as v
 from ._kernel_ids import ACTIVATIONS, LOSSES, OUTPUTS
-from ._layout import build_layout
+from ._layout import build_layout, parameter_count
 from .backends import DEFAULT_BACKEND, get_backend
 from .cuda import runtime as cuda_runtime
 from .spec import NetworkSpec
@@ -82,7 +82,7 @@ class MLP:
         l2 = v.check_l2(l2)
         dtype = v.check_dtype(dtype)
         ids = [ACTIVATIONS[name] for name in activations] + [OUTPUTS[output]]
-        n_params = sum(n_out * n_in + n_out for n_in, n_out in pairwise(sizes))
+        n_params = parameter_count(sizes)
         spec = NetworkSpec(build_layout(sizes, ids), loss_name, LOSSES[loss_name],
                            dtype.type(l2), dtype, n_params, sizes[0], sizes[-1])
         settings = {"sizes": sizes, "activations": activations, "output": output,
