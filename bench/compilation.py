@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from .common import BACKENDS, DTYPES, NETWORK, parse_case, skip_reason
+from .common import BACKENDS, DTYPES, NETWORK, Shape, skip_reason
 
 #: The network compiled for. Kernels are compiled per dtype and array layout, not per size, so
 #: any case compiles the same code; a small one keeps the calls themselves negligible.
@@ -49,7 +49,7 @@ def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
         ``first``: seconds from before ``import numpy`` to the end of the first
         ``value_and_grad`` call; ``second``: seconds of the second call.
     """
-    batch, width, depth = parse_case(COMPILE_CASE)
+    batch, width, depth = Shape.parse(COMPILE_CASE)
     script = _SCRIPT.format(sizes=[width] * (depth + 1), dtype=dtype, network=NETWORK,
                             batch=batch, width=width, backend=backend)
     with tempfile.TemporaryDirectory(prefix="fastprop-compile-") as cache_dir:

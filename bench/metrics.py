@@ -32,7 +32,7 @@ class _Speedup:
 
 
 class SpeedupOverNumpy(_Speedup):
-    """Speedup over the hand-written NumPy backprop (``fastprop.peers.make_numpy``)."""
+    """Speedup over the hand-written NumPy backprop (``fastprop.benchmarking.peers.make_numpy``)."""
 
     reference = "numpy"
 
@@ -57,7 +57,7 @@ class SpeedupOverNaive(_Speedup):
 
 
 class FractionOfGemmFloor(_Speedup):
-    """How close a backend comes to the GEMM floor (``fastprop.peers.make_gemm``).
+    """How close a backend comes to the GEMM floor (``fastprop.benchmarking.peers.make_gemm``).
 
     The floor is the same matrix products done back to back by NumPy into preallocated
     buffers, and nothing else.

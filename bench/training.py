@@ -1,4 +1,4 @@
-"""Training benchmarks: issue 5's targets, as asv benchmarks and as a side-by-side script.
+"""Training benchmarks: two training targets, as asv benchmarks and as a side-by-side script.
 
 1. One epoch of minibatch SGD (no momentum, learning rate 0.01, shuffled) on a 4-32-16-4 tanh
    network with identity output and squared loss, 10,000 samples, batch 32, float32:
@@ -11,7 +11,7 @@
    scikit-learn's ``MLPClassifier`` with the same settings, and their test accuracy.
 
 ``python -m bench.training`` (from the repository root) times the contenders together in
-interleaved rounds (:mod:`fastprop.timing`, as ``fastprop compare``), prints medians and ratios,
+interleaved rounds (``timing.interleaved``, as ``fastprop compare``), prints medians and ratios,
 and the digits accuracy over five seeds. asv runs the same calls: ``time_epoch``, ``time_fit``
 and ``track_test_accuracy``; a contender whose library is missing is skipped.
 
@@ -37,10 +37,7 @@ import numpy as np
 
 import fastprop as fp
 
-try:
-    from fastprop import timing
-except ImportError:  # an older commit: see bench/common.py
-    timing = None
+from .common import timing
 
 #: Target 1's network, data size, batch size, learning rate.
 EPOCH_SIZES = (4, 32, 16, 4)

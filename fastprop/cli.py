@@ -19,10 +19,14 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import peers, threads
+from . import threads
 from ._kernel_ids import ACTIVATIONS
 from .backends import BACKENDS, DEFAULT_BACKEND, unavailable_reason
-from .compare import DEFAULT_CASES, QUICK_CASES, Case, Outputs, run, summary_problem
+from .benchmarking import peers
+from .benchmarking.cases import DTYPES, PRESETS, Shape, cross, parse_shapes
+from .benchmarking.comparison import contenders, run
+from .benchmarking.markdown import summary_problem
+from .benchmarking.report import Outputs
 from .io import save
 from .network import MLP
 from .optimizers import OPTIMIZERS
@@ -132,17 +136,12 @@ def _integers(text: str) -> list[int]:
     return values
 
 
-def _cases(text: str) -> list[tuple[int, int, int]]:
+def _cases(text: str) -> list[Shape]:
     """An argparse ``type=``: ``BATCHxWIDTHxDEPTH`` cases separated by commas, each once."""
     try:
-        cases = [tuple(int(n) for n in case.split("x")) for case in text.split(",")]
-    except ValueError:
-        cases = []
-    if not cases or any(len(case) != 3 or min(case) < 1 for case in cases):
-        raise argparse.ArgumentTypeError(
-            f"expected BATCHxWIDTHxDEPTH cases separated by commas (e.g. 1x32x4,64x64x4), "
-            f"got {text!r}")
-    return list(dict.fromkeys(cases))
+        return parse_shapes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _names(allowed: Sequence[str], what: str) -> Callable[[str], list[str]]:
@@ -189,31 +188,37 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
             "networks of DEPTH tanh layers of WIDTH units at batch BATCH (squared loss). Every "
             "gradient is checked against a float64 NumPy reference before it is timed."),
         help="time fastprop against its peers (the default command)")
+    compare.add_argument("--preset", choices=list(PRESETS), default="default",
+                         help="a named run, whose cases, dtypes and contenders fill the options "
+                              "left out (default: %(default)s): " + "; ".join(
+                                  f"{name}: {preset.description}"
+                                  for name, preset in PRESETS.items()))
     sizes = compare.add_argument_group(
-        "sizes (default: a grid that takes about a minute; --cases, or the others)")
+        "sizes (default: the preset's grid; --cases, or the others)")
     sizes.add_argument("--cases", type=_cases,
                        help="BATCHxWIDTHxDEPTH cases, e.g. 1x32x4,1024x1024x4")
     sizes.add_argument("--batch", type=_integers, help="batch sizes (crossed with the others)")
     sizes.add_argument("--width", type=_integers, help="layer widths")
     sizes.add_argument("--depth", type=_integers, help="numbers of layers")
     compare.add_argument("--backends", type=_names(list(BACKENDS), "backends"),
-                         default=list(BACKENDS), help="default: %(default)s")
+                         help=f"among {list(BACKENDS)} (default: the preset's; all of them)")
     compare.add_argument("--peers", type=_names(list(peers.PEERS), "peers"),
-                         help=f"among {list(peers.PEERS)} (default: every one installed)")
-    compare.add_argument("--dtype", type=_names(["float32", "float64"], "dtype"),
-                         default=["float64"], help="float32, float64 or both (default: float64)")
+                         help=f"among {list(peers.PEERS)} (default: the preset's; every one "
+                              f"installed)")
+    compare.add_argument("--dtype", type=_names(list(DTYPES), "dtype"),
+                         help="float32, float64 or both (default: the preset's; float64)")
     compare.add_argument("--seconds", type=_positive_float, default=4.0,
                          help="timing per case, in interleaved rounds (default: %(default)s)")
     compare.add_argument("--max-call", type=_positive_float, default=2.0,
                          help="a contender slower than this many seconds per call is timed "
                               "from one call (default: %(default)s)")
     compare.add_argument("--quick", action="store_true",
-                         help="a smaller grid and 1 s per case (about 15 s)")
+                         help="the preset's smaller grid and 1 s per case")
     _threads_option(compare, None, "default: all cores")
     compare.add_argument("--baseline", choices=list(BACKENDS),
                          help=f"the backend whose speedups are shown, one of --backends "
-                              f"(default: {DEFAULT_BACKEND}, or the first of --backends "
-                              f"without it)")
+                              f"(default: the preset's, else {DEFAULT_BACKEND}, else the first "
+                              f"of --backends)")
     compare.add_argument("--json", type=_output_path, metavar="PATH",
                          help="write every number here")
     compare.add_argument("--plot", type=_output_path, metavar="PATH",
@@ -301,7 +306,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def _check_compare(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The checks of ``compare`` that combine options; ``parser.error`` on the first that
-    fails."""
+    fails. The options left out take ``--preset``'s values first."""
+    preset = PRESETS[args.preset]
+    args.backends = args.backends or list(preset.backends or BACKENDS)
+    args.peers = args.peers or (None if preset.peers is None else list(preset.peers))
+    args.dtype = args.dtype or list(preset.dtypes)
     crossed = [f"--{name}" for name in ("batch", "width", "depth") if getattr(args, name)]
     if args.cases and crossed:
         parser.error(f"--cases cannot be combined with {', '.join(crossed)}")
@@ -324,14 +333,16 @@ def _check_compare(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     _check_contenders(parser, args)
 
 
-def _shapes(args: argparse.Namespace) -> Sequence[tuple[int, int, int]]:
-    """``compare``'s ``(batch, width, depth)`` cases: ``--cases``, or ``--batch``, ``--width``
-    and ``--depth`` crossed, or the default grid (``--quick``'s or the full one)."""
+def _shapes(args: argparse.Namespace) -> Sequence[Shape]:
+    """``compare``'s shapes: ``--cases``, or ``--batch``, ``--width`` and ``--depth`` crossed,
+    or the preset's grid (``--quick``'s or the full one)."""
     if args.cases:
         return args.cases
     if args.batch or args.width or args.depth:
-        return list(itertools.product(args.batch or [64], args.width or [256], args.depth or [4]))
-    return QUICK_CASES if args.quick else DEFAULT_CASES
+        return [Shape(*sizes) for sizes in itertools.product(
+            args.batch or [64], args.width or [256], args.depth or [4])]
+    preset = PRESETS[args.preset]
+    return preset.quick_shapes if args.quick else preset.shapes
 
 
 def _memory_bytes() -> int | None:
@@ -472,18 +483,15 @@ def _compare(args: argparse.Namespace) -> int:
     """Run ``compare`` (options checked by :func:`parse_args`)."""
     if args.threads is not None:
         threads.set_num_threads(args.threads)
-    cases = [Case(*shape, dtype) for dtype in args.dtype for shape in _shapes(args)]
-    installed = peers.available_peers()
-    for name in args.peers or []:
-        if name not in installed:
-            print(f"not available, skipped: {name} ({peers.unavailable_reason(name)})")
-    names = [*args.backends, *[name for name in args.peers or installed if name in installed]]
-    baseline = args.baseline or (DEFAULT_BACKEND if DEFAULT_BACKEND in names else names[0])
+    preset = PRESETS[args.preset]
+    baseline = args.baseline or preset.baseline or DEFAULT_BACKEND
     seconds = 1.0 if args.quick else args.seconds
     max_call = min(args.max_call, 0.5) if args.quick else args.max_call
     outputs = Outputs(args.json, args.plot, args.markdown, args.readme,
                       ("fastprop", *args.argv))
-    return run(cases, names, baseline, seconds, max_call, outputs, progress=not args.no_progress)
+    return run(cross(_shapes(args), args.dtype), contenders(args.backends, args.peers), baseline,
+               seconds, max_call, outputs, progress=not args.no_progress,
+               targets=preset.targets)
 
 
 #: Environment for ``compare``: after a call, OpenBLAS keeps its threads spinning for 2^28 cycles

@@ -1,6 +1,7 @@
-"""The asv suite in bench/: its grid, that every contender computes the same gradient, its
-skips, its measurements, ``asv check``, and the dashboard check in a headless browser (these
-last two only where asv, chromium and npm are installed)."""
+"""The asv suite in bench/: its grid, that it times the problems of ``fastprop compare``, that
+every contender computes the same gradient, its skips, its measurements, the older commits it
+still runs against, ``asv check``, and the dashboard check in a headless browser (these last two
+only where asv, chromium and npm are installed)."""
 
 from __future__ import annotations
 
@@ -16,27 +17,60 @@ import numpy as np
 import pytest
 
 import fastprop as fp
-from fastprop import peers
+from fastprop.benchmarking import cases, comparison, peers
+from fastprop.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # bench/ is a package at the root, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import check_dashboard, common, compilation, metrics  # noqa: E402
+from bench import check_dashboard, common, compilation, gpu_targets, metrics  # noqa: E402
 
 HAS_ASV = importlib.util.find_spec("asv") is not None
 SMALL = "16x32x4"
 
 
 def test_grid_and_contender_lists():
-    assert {"1x32x4", "1x32x2", "1x32x8", "16x32x4", "64x64x4", "64x128x4", "256x256x4",
-            "64x512x4", "1x256x4", "256x256x8", "1024x1024x4", "512x2048x3"} <= set(common.CASES)
-    assert common.parse_case("512x2048x3") == (512, 2048, 3)
+    # asv refers to parameter combinations by index: these lists only ever grow at their end.
+    assert common.CASES[:12] == (
+        "1x32x2", "1x32x4", "1x32x8", "16x32x4", "64x64x4", "64x128x4", "1x256x4", "256x256x4",
+        "256x256x8", "64x512x4", "1024x1024x4", "512x2048x3")
+    assert common.DTYPES == ("float32", "float64")
+    assert gpu_targets.GPU_CASES[:7] == ("4096x1024x4", "65536x64x4", "1x32x4", "4096x64x4",
+                                         "4096x256x4", "65536x128x4", "262144x64x4")
+    assert gpu_targets.GPU_CONTENDERS == ("cuda", "cuda-naive", "torch-cuda", "torch-cuda-graph")
+    # The cases of fastprop compare's presets, read from this working tree's file.
+    assert Path(common.cases.__file__) == Path(cases.__file__)
+    assert common.CASES == tuple(str(shape) for shape in cases.PRESETS["asv"].shapes)
+    assert gpu_targets.GPU_CASES == tuple(str(shape) for shape in cases.PRESETS["gpu"].shapes)
+    assert common.Shape.parse("512x2048x3") == (512, 2048, 3)
     # Stable order first (asv refers to parameter combinations by index), then anything new.
     assert common.CONTENDERS[:6] == ("matrix", "naive", "numpy", "torch", "jax", "gemm")
     assert set(fp.BACKENDS) <= set(common.BACKENDS) <= set(common.CONTENDERS)
     assert set(peers.PEERS) <= set(common.CONTENDERS)
     assert len(set(common.CONTENDERS)) == len(common.CONTENDERS)
+
+
+@pytest.mark.parametrize("dtype", common.DTYPES)
+@pytest.mark.parametrize("case", ["1x32x4", SMALL])
+def test_asv_times_the_problem_of_fastprop_compare(case, dtype, monkeypatch, capsys):
+    built, build = [], comparison.problem
+
+    def problem(*args):
+        built.append(made := build(*args))
+        return made
+
+    monkeypatch.setattr(comparison, "problem", problem)
+    assert main(["compare", "--cases", case, "--dtype", dtype, "--backends", "matrix", "--peers",
+                 "numpy", "--seconds", "0.01", "--no-progress"]) == 0
+    (compared,) = built
+    asv = common.problem(case, dtype)
+    assert asv.net == compared.net and list(asv.net.sizes) == cases.Case.of(case, dtype).sizes
+    for ours, theirs in zip(asv[1:], compared[1:], strict=True):
+        assert ours.dtype == theirs.dtype == np.dtype(dtype)
+        assert ours.tobytes() == theirs.tobytes()  # bitwise
+    assert np.abs(asv.params).max() > 0 and asv.X.shape == (cases.Shape.parse(case).batch,
+                                                            asv.net.sizes[0])
 
 
 @pytest.mark.parametrize("dtype", common.DTYPES)
@@ -94,6 +128,50 @@ def test_metrics_are_measured(monkeypatch):
 def test_compile_time_is_measured_in_a_fresh_process():
     seconds = compilation.first_call_seconds("naive", "float32")  # the quickest to compile
     assert seconds["first"] > seconds["second"] > 0
+
+
+#: Runs bench/common.py where the installed fastprop is older: ``{setup}`` makes it so.
+OLDER_COMMIT = """
+import sys, types
+import fastprop, fastprop.benchmarking.problems as problems
+{setup}
+sys.modules["fastprop.benchmarking"] = None  # (import fastprop.benchmarking fails)
+from bench import common, compilation
+assert common.CASES[:2] == ("1x32x2", "1x32x4")
+compilation.CompileTime().setup("matrix", "float32")  # (needs no problem)
+try:
+    net, params, X, Y = common.problem("16x32x4", "float64")
+except NotImplementedError as skipped:
+    print("skipped:", skipped)
+    for name in ("matrix", "numpy"):
+        try:
+            common.contender(name, "16x32x4", "float64")
+        except NotImplementedError:
+            continue
+        raise AssertionError(name + " was not skipped")
+else:
+    new = problems.problem(common.cases.Case.of("16x32x4", "float64"))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip((params, X, Y), new[1:]))
+    print("same problem")
+"""
+#: The modules of the commits before fastprop.benchmarking, under their names then.
+OLD_NAMES = """
+from fastprop.benchmarking import peers, timing
+compare = types.ModuleType("fastprop.compare")
+compare._problem = problems.problem
+for name, module in {"peers": peers, "timing": timing, "compare": compare}.items():
+    sys.modules["fastprop." + name] = module
+"""
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (OLD_NAMES, "same problem"), ("", "skipped: this fastprop has no fastprop.benchmarking")])
+def test_the_suite_runs_against_older_commits(setup, expected):
+    script = OLDER_COMMIT.format(setup=setup)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected in done.stdout, done.stdout
 
 
 @pytest.mark.skipif(not HAS_ASV, reason="asv is not installed (pip install '.[bench]')")

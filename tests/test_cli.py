@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import numba
 import pytest
 
-from fastprop import backends, peers
+from fastprop import backends
+from fastprop.benchmarking import peers
 from fastprop.cli import main, parse_args
 
 #: Threads numba allows in this process (a subprocess gets the same limit).
@@ -47,7 +48,7 @@ COMPARE = [
     ["--cases", "1x8"], ["--cases", "0x8x1"], ["--cases", ""], ["--batch", "0"],
     ["--width", ""], ["--depth", "-1"], ["--cases", "1x8x1", "--batch", "4"],
     ["--backends", ""], ["--backends", ","], ["--backends", "gpu"], ["--peers", "tensorflow"],
-    ["--peers", ""], ["--dtype", "float16"],
+    ["--peers", ""], ["--dtype", "float16"], ["--preset", "cpu"], ["--preset", ""],
     ["--backends", "naive", "--baseline", "matrix"], ["--baseline", "gpu"],
     ["--quick", "extra"],
     ["--cases", "1x100000000x1"],  # more memory than any machine has

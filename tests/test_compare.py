@@ -6,16 +6,19 @@ import json
 import platform
 import re
 import shlex
-from types import SimpleNamespace
 
 import numba
 import numpy as np
 import pytest
 
 import fastprop as fp
-from fastprop.cli import main
-from fastprop.cpu.backend import CpuBackend
-from fastprop.timing import Timings
+from fastprop.benchmarking import markdown
+from fastprop.benchmarking.cases import PRESETS, Case, Shape, cross, parse_shapes
+from fastprop.benchmarking.machine import machine
+from fastprop.benchmarking.report import Outputs
+from fastprop.benchmarking.results import Result
+from fastprop.benchmarking.timing import Timings
+from fastprop.cli import main, parse_args
 
 
 def test_compare_writes_table_json_and_plot(tmp_path, capsys):
@@ -35,17 +38,23 @@ def test_compare_writes_table_json_and_plot(tmp_path, capsys):
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+class OffByABit:
+    """A backend whose gradients have their first entry off by 1e-3, the rest as ``backend``'s."""
+
+    def __init__(self, backend: object) -> None:
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.backend, name)
+
+    def value_and_grad(self, *args: object, **kwargs: object) -> tuple[float, np.ndarray]:
+        loss, grad = self.backend.value_and_grad(*args, **kwargs)
+        grad[0] += 1e-3
+        return loss, grad
+
+
 def test_a_wrong_backend_is_reported_not_timed(monkeypatch, capsys, tmp_path):
-    correct = fp.BACKENDS["naive"].kernels
-
-    def off_by_a_bit(*args):
-        status, loss = correct.value_and_grad(*args)
-        args[8][0] += 1e-3
-        return status, loss
-
-    monkeypatch.setitem(fp.BACKENDS, "naive", CpuBackend("naive", SimpleNamespace(
-        value_and_grad=off_by_a_bit, loss=correct.loss, forward=correct.forward,
-        workspace_size=correct.workspace_size, uses_threads=correct.uses_threads)))
+    monkeypatch.setitem(fp.BACKENDS, "naive", OffByABit(fp.BACKENDS["naive"]))
     json_path = tmp_path / "run.json"
     status = main(["compare", "--cases", "2x6x2", "--peers", "numpy", "--seconds", "0.05",
                    "--no-progress", "--json", str(json_path)])
@@ -78,11 +87,41 @@ def test_threads_setting():
 
 
 def test_case_flops():
-    from fastprop.compare import Case
     case = Case(64, 128, 4, "float64")
     assert case.sizes == [128] * 5
     assert case.gemm_flops == 2 * 64 * 128 * 128 * 11
     assert np.isclose(case.gemm_flops, 2 * 64 * 128**2 * (4 + 4 + 3))
+
+
+def test_one_notation_for_a_case():
+    case = Case.of("64x128x4", "float32")
+    assert case == Case(64, 128, 4, "float32") == Case.of(Shape(64, 128, 4), "float32")
+    assert case.shape == (64, 128, 4) and str(case.shape) == "64x128x4"
+    assert case.label == "64x128x4 float32"
+    assert parse_shapes("1x8x2,3x5x3,1x8x2") == [(1, 8, 2), (3, 5, 3)]
+    assert [c.label for c in cross(parse_shapes("1x8x2,3x5x3"), ["float64", "float32"])] == [
+        "1x8x2 float64", "3x5x3 float64", "1x8x2 float32", "3x5x3 float32"]
+    for text in ("1x8", "1x8x2x3", "0x8x2", "ax8x2", "", "1x8x2,"):
+        with pytest.raises(ValueError, match="BATCHxWIDTHxDEPTH"):
+            parse_shapes(text)
+
+
+def test_a_preset_fills_the_options_left_out():
+    gpu = PRESETS["gpu"]
+    args = parse_args(["compare", "--preset", "gpu", "--peers", "numpy"])  # (runs without a GPU)
+    assert (args.backends, args.peers, args.dtype) == (list(gpu.backends), ["numpy"],
+                                                       ["float32"])
+    assert gpu.peers == ("torch-cuda", "torch-cuda-graph")
+    assert gpu.baseline == "cuda" and {t.shape for t in gpu.targets} <= set(gpu.quick_shapes)
+    assert set(gpu.quick_shapes) <= set(gpu.shapes)
+    chosen = parse_args(["compare", "--preset", "asv", "--backends", "matrix", "--peers", "numpy",
+                         "--dtype", "float32"])
+    assert (chosen.backends, chosen.peers, chosen.dtype) == (["matrix"], ["numpy"], ["float32"])
+    default = parse_args(["compare"])
+    assert (default.backends, default.peers, default.dtype) == (list(fp.BACKENDS), None,
+                                                                ["float64"])
+    for preset in PRESETS.values():
+        assert preset.dtypes and set(preset.dtypes) <= {"float32", "float64"}
 
 
 # -- the Markdown page and the README summary ----------------------------------------------
@@ -97,8 +136,7 @@ TINY = ["compare", "--cases", "1x8x2", "--peers", "numpy,gemm", "--seconds", "0.
 
 def _outside_summary(text: str) -> tuple[str, str]:
     """What lies before the summary's start marker and after its end marker."""
-    from fastprop.compare import SUMMARY_END, SUMMARY_START
-    return text.split(SUMMARY_START)[0], text.split(SUMMARY_END)[1]
+    return text.split(markdown.SUMMARY_START)[0], text.split(markdown.SUMMARY_END)[1]
 
 
 def test_compare_writes_a_markdown_page_and_a_readme_summary(tmp_path, monkeypatch, capsys):
@@ -142,12 +180,11 @@ def test_compare_writes_a_markdown_page_and_a_readme_summary(tmp_path, monkeypat
 
 
 def test_a_page_without_plot_shows_no_image(tmp_path):
-    from fastprop.compare import Case, Result, machine, markdown_page
     case = Case(1, 8, 2, "float64")
     results = [Result(case, name, "ok", 0.0, Timings(times=[seconds]))
                for name, seconds in (("matrix", 1e-5), ("numpy", 4e-5))]
     results.append(Result(Case(4, 8, 2, "float64"), "matrix", "slow", 0.0, Timings(times=[3.0])))
-    text = markdown_page(results, ["matrix", "numpy"], "matrix", machine(),
+    text = markdown.markdown_page(results, ["matrix", "numpy"], "matrix", machine(),
                          ["fastprop", "compare"])
     assert "![" not in text
     assert "| 1x8x2 float64 | 10.0 | 40.0 | " in text and "| 4.00\u00d7 |" in text
@@ -159,16 +196,14 @@ def test_a_page_without_plot_shows_no_image(tmp_path):
     ("elsewhere/p.png", "../elsewhere/p.png"),
 ])
 def test_the_page_refers_to_its_plot_by_a_relative_path(tmp_path, plot_path, expected):
-    from fastprop.compare import Outputs
     outputs = Outputs(plot=tmp_path / plot_path, markdown=tmp_path / "docs" / "performance.md")
     assert outputs.plot_ref() == expected
     assert Outputs(plot=tmp_path / plot_path).plot_ref() is None
 
 
 def test_key_cases_of_the_default_grid():
-    from fastprop.compare import DEFAULT_CASES, Case, key_cases
-    cases = [Case(*shape, dtype) for dtype in ("float64", "float32") for shape in DEFAULT_CASES]
-    assert [case.label for case in key_cases(cases)] == [
+    cases = cross(PRESETS["default"].shapes, ["float64", "float32"])
+    assert [case.label for case in markdown.key_cases(cases)] == [
         f"{shape} {dtype}" for dtype in ("float64", "float32")
         for shape in ("1x32x4", "64x64x4", "1024x1024x4")]
 
@@ -206,7 +241,7 @@ def test_bad_markdown_and_readme_paths_are_usage_errors(options, tmp_path, capsy
 
 
 def test_replace_summary_keeps_everything_outside_the_markers():
-    from fastprop.compare import replace_summary
+    replace_summary = markdown.replace_summary
     new = replace_summary(README_TEXT, "| a |\n| b |")
     assert _outside_summary(new) == _outside_summary(README_TEXT)
     # The file's own line endings, inside too.

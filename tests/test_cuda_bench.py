@@ -1,5 +1,6 @@
-"""The GPU benchmarks without a GPU: bench/gpu.py's verdicts on made-up timings, and the asv
-GPU benchmarks and ``fastprop compare`` skipping the GPU contenders cleanly."""
+"""The GPU benchmarks without a GPU: the verdicts of ``fastprop compare --preset gpu``'s targets on
+made-up timings, and the preset, the asv GPU benchmarks and ``fastprop compare`` skipping the GPU
+contenders cleanly."""
 
 from __future__ import annotations
 
@@ -8,50 +9,68 @@ from pathlib import Path
 
 import pytest
 
-from fastprop import peers
 from fastprop.backends import unavailable_reason
+from fastprop.benchmarking import peers
+from fastprop.benchmarking.cases import PRESETS, Case
+from fastprop.benchmarking.report import verdicts
+from fastprop.benchmarking.results import Result
+from fastprop.benchmarking.timing import Timings
 from fastprop.cli import main
-from fastprop.compare import Case, Result
-from fastprop.timing import Timings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # bench/ is a package at the root, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import gpu, gpu_targets  # noqa: E402
+from bench import gpu_targets  # noqa: E402
 
 NO_GPU = unavailable_reason("cuda") is not None
+GPU = PRESETS["gpu"]
 
 
-def _results(times: dict[tuple[tuple[int, int, int], str], float],
+def _results(first: dict[str, float], second: dict[str, float],
              wrong: str | None = None) -> list[Result]:
-    return [Result(Case(*shape, "float32"), name, "WRONG" if name == wrong else "ok", 0.0,
-                   Timings(times=[seconds])) for (shape, name), seconds in times.items()]
+    """Made-up results at the preset's two target shapes: seconds by contender."""
+    return [Result(Case.of(shape, "float32"), name, "WRONG" if name == wrong else "ok", 0.0,
+                   Timings(times=[seconds]))
+            for shape, times in zip(GPU.quick_shapes, (first, second), strict=True)
+            for name, seconds in times.items()]
 
 
-def _times(first: dict[str, float], second: dict[str, float]):
-    one, two = gpu.TARGET_SHAPES
-    return {**{(one, name): s for name, s in first.items()},
-            **{(two, name): s for name, s in second.items()}}
+def _verdicts(results: list[Result]) -> list[str]:
+    return [line.rsplit(" ", 1)[-1] for line in verdicts(results, "cuda", GPU.targets)]
 
 
 def test_verdicts_pass_and_miss():
-    met = _times({"cuda": 3.0, "torch-cuda": 2.3, "cuda-naive": 9.0},
-                 {"cuda": 0.5, "torch-cuda": 1.0, "torch-cuda-graph": 0.5, "cuda-naive": 9.0})
-    lines = gpu.verdicts(_results(met))
-    assert [line.rsplit(" ", 1)[-1] for line in lines] == ["PASS", "PASS", "PASS"]
-    assert "0.77 of PyTorch eager" in lines[0]
-    missed = _times({"cuda": 3.4, "torch-cuda": 2.3, "cuda-naive": 9.0},
-                    {"cuda": 0.6, "torch-cuda": 1.0, "torch-cuda-graph": 0.5, "cuda-naive": 9.0})
-    lines = gpu.verdicts(_results(missed, wrong="cuda-naive"))
-    assert [line.rsplit(" ", 1)[-1] for line in lines] == ["MISS", "MISS", "MISS"]
-    assert "wrong at 4096x1024x4 float32, 65536x64x4 float32" in lines[2]
+    met = _results({"cuda": 3.0, "torch-cuda": 2.3},
+                   {"cuda": 0.5, "torch-cuda": 1.0, "torch-cuda-graph": 0.5})
+    lines = verdicts(met, "cuda", GPU.targets)
+    assert _verdicts(met) == ["PASS", "PASS", "PASS"]
+    assert lines[0] == ("target at 4096x1024x4 float32: cuda's speedup over torch-cuda 0.77x, "
+                        "at least 0.70x wanted: PASS")
+    missed = _results({"cuda": 3.4, "torch-cuda": 2.3},
+                      {"cuda": 0.6, "torch-cuda": 1.0, "torch-cuda-graph": 0.5})
+    assert _verdicts(missed) == ["MISS", "MISS", "MISS"]
+    # A peer that was not timed, or a shape that was not run: nothing to judge.
+    untimed = _results({"cuda": 3.0, "torch-cuda": 2.3}, {"cuda": 0.5, "torch-cuda": 1.0,
+                                                          "torch-cuda-graph": 0.5},
+                       wrong="torch-cuda-graph")
+    assert verdicts(untimed, "cuda", GPU.targets)[2].endswith("not measured, at least 1.00x "
+                                                              "wanted")
+    assert verdicts(untimed[:2], "cuda", GPU.targets)[1:] == []
+
+
+def test_the_asv_gpu_benchmarks_time_the_preset():
+    assert gpu_targets.GPU_CASES == tuple(str(shape) for shape in GPU.shapes)
+    assert gpu_targets.GpuGradient.params[0] == (*GPU.backends, *GPU.peers)
+    assert gpu_targets.GpuSpeedupOverTorch.params[:2] == (GPU.backends, GPU.peers)
 
 
 @pytest.mark.skipif(not NO_GPU, reason="a GPU is here")
-def test_gpu_script_and_benchmarks_skip_without_a_gpu(capsys):
-    assert gpu.main(["--quick"]) == 2
-    assert "no GPU run" in capsys.readouterr().out
+def test_gpu_preset_and_benchmarks_skip_without_a_gpu(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["compare", "--preset", "gpu", "--quick"])
+    assert exited.value.code == 2
+    assert "nothing to time here" in capsys.readouterr().err
     for name in gpu_targets.GPU_CONTENDERS:
         with pytest.raises(NotImplementedError):
             gpu_targets.GpuGradient().setup(name, "65536x64x4", "float32")

@@ -18,7 +18,8 @@ def test_import_loads_no_compiler_and_no_gpu_runtime():
     done = _run(
         "import sys, fastprop as fp\n"
         "loaded = [m for m in ('numba', 'numba.cuda', 'llvmlite', 'threadpoolctl', 'sklearn',"
-        " 'fastprop.cpu.matrix', 'fastprop.training') if m in sys.modules]\n"
+        " 'fastprop.cpu.matrix', 'fastprop.training', 'fastprop.benchmarking')"
+        " if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "assert fp.train.__module__ == 'fastprop.training' and 'numba' in sys.modules\n"
         "assert 'train' in dir(fp) and fp.SGD.__name__ == 'SGD'\n")

@@ -1,4 +1,5 @@
-"""Peers: other libraries' ways to compute one MLP gradient, for ``fastprop compare`` and asv.
+"""Peers: other libraries' ways to compute one MLP gradient, for ``fastprop compare`` and the
+asv suite.
 
 They are written independently of fastprop's own code (their own parameter layout functions
 included), so that a comparison checks fastprop as well as timing it.
@@ -31,7 +32,6 @@ __all__ = [
     "Layer",
     "Peer",
     "available_peers",
-    "init_params",
     "layout",
     "make_gemm",
     "make_jax",
@@ -39,7 +39,6 @@ __all__ = [
     "make_torch",
     "make_torch_cuda",
     "make_torch_cuda_graph",
-    "n_params",
     "unavailable_reason",
     "unpack",
 ]
@@ -88,11 +87,6 @@ def layout(sizes: Sequence[int]) -> list[Layer]:
     return layers
 
 
-def n_params(sizes: Sequence[int]) -> int:
-    """Length of the flat parameter vector for layer widths ``sizes``."""
-    return sum(n_out * (n_in + 1) for n_in, n_out in itertools.pairwise(sizes))
-
-
 def unpack(flat: NDArray, layers: Sequence[Layer]) -> list[tuple[NDArray, NDArray]]:
     """Views ``(W, b)`` per layer into a flat parameter (or gradient) vector.
 
@@ -115,19 +109,6 @@ def unpack(flat: NDArray, layers: Sequence[Layer]) -> list[tuple[NDArray, NDArra
         )
         for L in layers
     ]
-
-
-def init_params(sizes: Sequence[int], dtype: DTypeLike = np.float64, seed: int = 0) -> NDArray:
-    """Random parameters (weights ~ N(0, 1/n_in), biases ~ N(0, 0.01)) in the flat layout.
-
-    Only used when fastprop itself is not available to initialise the network.
-    """
-    rng = np.random.default_rng(seed)
-    flat = np.empty(n_params(sizes), dtype=dtype)
-    for W, b in unpack(flat, layout(sizes)):
-        W[...] = rng.standard_normal(W.shape) / np.sqrt(W.shape[1])
-        b[...] = 0.1 * rng.standard_normal(b.shape)
-    return flat
 
 
 def make_numpy(sizes: Sequence[int], dtype: DTypeLike = np.float64) -> Peer:
