@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from fastprop.backends import unavailable_reason
-from fastprop.benchmarking import peers
+from fastprop.benchmarking import machine, peers
 from fastprop.benchmarking.cases import PRESETS, Case
+from fastprop.benchmarking.markdown import markdown_page
 from fastprop.benchmarking.report import verdicts
 from fastprop.benchmarking.results import Result
 from fastprop.benchmarking.timing import Timings
@@ -57,6 +59,17 @@ def test_verdicts_pass_and_miss():
     assert verdicts(untimed, "cuda", GPU.targets)[2].endswith("not measured, at least 1.00x "
                                                               "wanted")
     assert verdicts(untimed[:2], "cuda", GPU.targets)[1:] == []
+
+
+@pytest.mark.parametrize("name", [b"Some GPU", "Some GPU"])  # (bytes in older numba)
+def test_the_machine_note_and_the_page_name_the_gpu(name, monkeypatch):
+    assert machine.machine().gpu is None  # not asked: numba-cuda is not loaded for it
+    device = SimpleNamespace(get_current_device=lambda: SimpleNamespace(name=name))
+    monkeypatch.setattr(machine.cuda_runtime, "timing_unavailable_reason", lambda: None)
+    monkeypatch.setattr(machine.cuda_runtime, "cuda", lambda: device)
+    where = machine.machine(gpu=True)
+    assert where.gpu == "Some GPU" and "gpu: Some GPU" in machine.machine_note(where)
+    assert "- **GPU**: Some GPU\n" in markdown_page([], [], "cuda", where, ["fastprop"])
 
 
 def test_the_asv_gpu_benchmarks_time_the_preset():
