@@ -7,7 +7,8 @@ Policy (also in the README):
   convert once with ``.astype(net.dtype)``), C-contiguous (``ValueError``; use
   ``np.ascontiguousarray``), with the documented shapes (``ValueError``). The one exception is
   integer labels, which may have any integer dtype and are converted to ``int64`` when they are not
-  already.
+  already; and sample weights, which may be any real array-like (or one number for every sample),
+  as in scikit-learn, and are copied to the network's dtype.
 - Inputs may be read-only (nothing writes to them); ``out`` must be writable and must not overlap
   ``params``, ``X`` or ``Y`` (an address-range test, done by the compiled entry point's first step
   with the value checks below: ``np.may_share_memory`` from Python cost more than the gradient of a
@@ -48,7 +49,8 @@ NO_LABELS.flags.writeable = False
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _choice(name: str, value: object, choices: Sequence[str]) -> str:
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """One of the strings ``choices``; ``ValueError`` naming them otherwise."""
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
@@ -128,19 +130,19 @@ def check_sizes(sizes: object) -> tuple[int, ...]:
 def check_activations(activation: object, n_hidden: int) -> tuple[str, ...]:
     """One activation name per hidden layer, from one name or a list of names."""
     if isinstance(activation, str):
-        return (_choice("activation", activation, list(ACTIVATIONS)),) * n_hidden
+        return (check_choice("activation", activation, list(ACTIVATIONS)),) * n_hidden
     if not isinstance(activation, Sequence):
         raise TypeError(f"activation must be a name or a list of names, got {activation!r}")
     if len(activation) != n_hidden:
         raise ValueError(f"activation must name one activation per hidden layer ({n_hidden}), "
                          f"got {len(activation)}: {list(activation)}")
-    return tuple(_choice("activation", name, list(ACTIVATIONS)) for name in activation)
+    return tuple(check_choice("activation", name, list(ACTIVATIONS)) for name in activation)
 
 
 def check_output_and_loss(output: object, loss: object) -> tuple[str, str]:
     """A known output activation and a known loss that accepts it."""
-    output = _choice("output", output, list(OUTPUTS))
-    loss = _choice("loss", loss, list(LOSSES))
+    output = check_choice("output", output, list(OUTPUTS))
+    loss = check_choice("loss", loss, list(LOSSES))
     if output not in COMPATIBLE_OUTPUTS[loss]:
         raise ValueError(f"loss {loss!r} needs output in {list(COMPATIBLE_OUTPUTS[loss])}, "
                          f"got output={output!r}")
@@ -214,6 +216,42 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
         raise TypeError(f"Y of shape {Y.shape} must hold integer class labels, got dtype "
                         f"{Y.dtype}; or pass rows of targets of shape ({batch}, {n_out})")
     return check_array("Y", Y, dtype, batch, n_out), NO_LABELS
+
+
+def check_sample_weight(sample_weight: object, dtype: np.dtype, batch: int) -> np.ndarray:
+    """Sample weights as the kernels take them: a new C-contiguous array of ``dtype`` and shape
+    ``(batch,)``, finite, non-negative, with a positive sum.
+
+    As in scikit-learn, any real array-like of one weight per sample is accepted, and so is one
+    number for every sample. Negative weights and an all-zero vector are refused (scikit-learn's
+    MLPs would return a negative or NaN loss for them).
+    """
+    if isinstance(sample_weight, np.ma.MaskedArray):
+        _check_ndarray("sample_weight", sample_weight)
+    if isinstance(sample_weight, (str, bytes)) or sample_weight is None:
+        raise TypeError(f"sample_weight must be real numbers, got {sample_weight!r}")
+    try:
+        weights = np.asarray(sample_weight)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"sample_weight must be an array of real numbers: {error}") from None
+    if weights.dtype.kind not in "iuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+    if weights.ndim == 0:
+        weights = np.full(batch, weights)
+    if weights.shape != (batch,):
+        raise ValueError(f"sample_weight must have shape ({batch},), one weight per sample, got "
+                         f"{weights.shape}")
+    with np.errstate(over="ignore"):  # (a weight too large for dtype: refused below)
+        weights = np.array(weights, dtype=dtype, order="C")
+    if not np.isfinite(weights).all():
+        raise ValueError(f"sample_weight must be finite in {dtype}, got NaN or infinity")
+    if (weights < 0).any():
+        first = int(np.flatnonzero(weights < 0)[0])
+        raise ValueError(f"sample_weight must be non-negative, got {weights[first]} at index "
+                         f"{first}")
+    if not weights.sum(dtype=np.float64) > 0:
+        raise ValueError("sample_weight must have a positive sum: every weight is zero")
+    return weights
 
 
 def check_flag(name: str, value: object) -> bool:

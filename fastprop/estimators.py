@@ -6,12 +6,14 @@ Their parameters are scikit-learn's ``MLPRegressor`` and ``MLPClassifier`` ones 
 defaults and meaning), plus ``backend`` and ``dtype``. The differences (docs/training.md gives
 the reasons):
 
-- No ``sample_weight``: the compiled losses weigh every sample equally. ``fit`` has no
-  ``sample_weight`` argument, and ``partial_fit`` refuses any but None. No sparse input. The
-  regressor has no ``loss`` parameter (squared error only).
-- ``alpha``: scikit-learn adds ``alpha / (2 n) ||W||^2`` to the loss of a minibatch of ``n``
-  samples; here the network's L2 penalty is ``alpha / batch_size`` for every minibatch (the last,
-  smaller one of an epoch included); ``alpha / n_samples`` for ``"lbfgs"``, as scikit-learn's.
+- No sparse input. The regressor has no ``loss`` parameter (squared error only).
+- ``alpha``: scikit-learn adds ``alpha / (2 s) ||W||^2`` to the loss of a minibatch whose sample
+  weights sum to ``s`` (its size when unweighted); here the network's L2 penalty is one number
+  for every minibatch: ``alpha / (batch_size * mean weight)`` (the last, smaller one of an epoch
+  included); ``alpha / sum(sample_weight)`` (``alpha / n_samples``) for ``"lbfgs"``, as
+  scikit-learn's.
+- Sample weights must be non-negative with a positive sum (scikit-learn accepts negative weights
+  and an all-zero vector, and returns a negative or NaN loss for them).
 - The regressor's loss is ``1/2 ||p - y||^2`` per sample, averaged over samples (scikit-learn
   also averages over the outputs: the same for one output, ``n_outputs`` times smaller
   otherwise).
@@ -73,12 +75,6 @@ _MIN_LEARNING_RATE = 1e-6
 _LBFGS_INSTALL = 'pip install "fastprop[sklearn]"'
 
 
-def _integer(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def _patience(value: object) -> float:
     """``n_iter_no_change``: an integer >= 1, or ``numpy.inf`` (never stop on a plateau)."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and value == math.inf:
@@ -86,19 +82,6 @@ def _patience(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"n_iter_no_change must be an integer >= 1 or numpy.inf, got {value!r}")
     return int(value)
-
-
-def _choice(name: str, value: object, choices: Sequence[str], unsupported: str = "") -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{unsupported}")
-    return value
-
-
-def _check_no_sample_weight(sample_weight: object) -> None:
-    if sample_weight is not None:
-        raise NotImplementedError(
-            "fastprop does not support sample weights yet: sample_weight must be None (its "
-            "compiled losses weigh every sample equally)")
 
 
 def _minimize() -> Callable[..., Any]:
@@ -218,8 +201,9 @@ class _Objective:
     """
 
     def __init__(self, net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                 backend: str) -> None:
+                 sample_weights: np.ndarray | None, backend: str) -> None:
         self.net = net
+        self.sample_weights = sample_weights
         self.params = params
         # A read-only array (a memory map) would compile other variants of the kernels.
         self.X = X if X.flags.writeable else X.copy()
@@ -229,8 +213,10 @@ class _Objective:
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         self.params[:] = x
-        loss, grad = self.net.value_and_grad(self.params, self.X, self.Y, backend=self.backend,
-                                             out=self.grad, check_finite=False)
+        loss, grad = self.net.value_and_grad(self.params, self.X, self.Y,
+                                             sample_weight=self.sample_weights,
+                                             backend=self.backend, out=self.grad,
+                                             check_finite=False)
         return float(loss), grad.astype(np.float64)
 
 
@@ -291,7 +277,7 @@ class _BaseMLP(BaseEstimator):
             return Adam(learning_rate, v.check_real("beta_1", self.beta_1, 0.0, 1.0),
                         v.check_real("beta_2", self.beta_2, 0.0, 1.0),
                         v.check_real("epsilon", self.epsilon, 0.0, low_open=True))
-        schedule = _choice("learning_rate", self.learning_rate,
+        schedule = v.check_choice("learning_rate", self.learning_rate,
                            ("constant", "invscaling", "adaptive"))
         momentum = v.check_real("momentum", self.momentum, 0.0, 1.0, high_open=False)
         return SGD(learning_rate, momentum, bool(self.nesterovs_momentum) and momentum > 0,
@@ -301,7 +287,7 @@ class _BaseMLP(BaseEstimator):
     def _batch_size(self, n_samples: int) -> int:
         if self.batch_size == "auto":
             return min(200, n_samples)
-        size = _integer("batch_size", self.batch_size, 1)
+        size = v.check_integer("batch_size", self.batch_size, 1)
         if size > n_samples:
             warnings.warn("Got `batch_size` larger than the sample size. It is going to be "
                           "clipped", UserWarning, stacklevel=5)
@@ -329,13 +315,14 @@ class _BaseMLP(BaseEstimator):
         return np.random.default_rng(
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None) -> _BaseMLP:
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None,
+             sample_weight: Any = None) -> _BaseMLP:
         dtype = v.check_dtype(self.dtype)
-        solver = _choice("solver", self.solver, SOLVERS)
+        solver = v.check_choice("solver", self.solver, SOLVERS)
         hidden = self._hidden_sizes()
-        activation = _choice("activation", self.activation, list(ACTIVATIONS))
+        activation = v.check_choice("activation", self.activation, list(ACTIVATIONS))
         alpha = v.check_real("alpha", self.alpha, 0.0)
-        max_iter = _integer("max_iter", self.max_iter, 1)
+        max_iter = v.check_integer("max_iter", self.max_iter, 1)
         if solver in _STOCHASTIC:
             self._optimizer(v.check_real("learning_rate_init", self.learning_rate_init, 0.0,
                                          low_open=True))
@@ -346,6 +333,8 @@ class _BaseMLP(BaseEstimator):
                              order="C", y_numeric=is_regressor(self))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        weights = (None if sample_weight is None
+                   else v.check_sample_weight(sample_weight, dtype, X.shape[0]))
         Y, n_outputs, output, loss = self._targets(y, first, classes,
                                                    warm=not (first or incremental))
         sizes = [X.shape[1], *hidden, n_outputs]
@@ -361,9 +350,9 @@ class _BaseMLP(BaseEstimator):
             self._plateau: _Plateau | None = None
         network = (ACTIVATIONS[activation], output, loss, alpha, dtype)
         if solver == "lbfgs":
-            self._fit_lbfgs(X, Y, sizes, network, max_iter, first)
+            self._fit_lbfgs(X, Y, weights, sizes, network, max_iter, first)
         else:
-            self._fit_stochastic(X, Y, y, sizes, network, max_iter, first, incremental)
+            self._fit_stochastic(X, Y, y, weights, sizes, network, max_iter, first, incremental)
         return self
 
     def _check_architecture(self, sizes: list[int], dtype: np.dtype) -> None:
@@ -377,8 +366,9 @@ class _BaseMLP(BaseEstimator):
                              f"but hidden_layer_sizes and dtype now give {sizes} and {dtype}: "
                              f"fit with warm_start=False to start over")
 
-    def _fit_stochastic(self, X: np.ndarray, Y: np.ndarray, y: np.ndarray, sizes: list[int],
-                        network: tuple, max_iter: int, first: bool, incremental: bool) -> None:
+    def _fit_stochastic(self, X: np.ndarray, Y: np.ndarray, y: np.ndarray,
+                        weights: np.ndarray | None, sizes: list[int], network: tuple,
+                        max_iter: int, first: bool, incremental: bool) -> None:
         """``"sgd"`` or ``"adam"``: :func:`fastprop.train`, with scikit-learn's end of epoch as
         its callback; the ``"adaptive"`` schedule resumes training at each lower rate."""
         activation, output, loss, alpha, dtype = network
@@ -389,9 +379,11 @@ class _BaseMLP(BaseEstimator):
         generator = self._generator() if first or state is None else None
         validation = None
         if early:
-            X, Y, validation = self._hold_out(X, Y, y, generator)
+            X, Y, weights, validation = self._hold_out(X, Y, y, weights, generator)
         batch_size = self._batch_size(X.shape[0])
-        self.net_ = MLP(sizes, activation, output, loss, l2=alpha / batch_size, dtype=dtype)
+        mean_weight = 1.0 if weights is None else float(weights.mean(dtype=np.float64))
+        self.net_ = MLP(sizes, activation, output, loss, l2=alpha / (batch_size * mean_weight),
+                        dtype=dtype)
         if first:
             self.params_ = self.net_.init(seed=generator)
         if getattr(self, "_plateau", None) is None:
@@ -410,7 +402,8 @@ class _BaseMLP(BaseEstimator):
                 self.net_, self.params_, X, Y,
                 optimizer=self._optimizer(self._plateau.learning_rate), epochs=remaining,
                 batch_size=batch_size, shuffle=bool(self.shuffle),
-                seed=generator if state is None else None, validation=validation,
+                seed=generator if state is None else None, sample_weight=weights,
+                validation=validation,
                 callback=on_epoch, progress=False, backend=self.backend, check_finite=False,
                 resume=state)
             state = history.state
@@ -428,15 +421,16 @@ class _BaseMLP(BaseEstimator):
                           f"the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
 
-    def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, sizes: list[int], network: tuple,
-                   max_iter: int, first: bool) -> None:
+    def _fit_lbfgs(self, X: np.ndarray, Y: np.ndarray, weights: np.ndarray | None,
+                   sizes: list[int], network: tuple, max_iter: int, first: bool) -> None:
         """``"lbfgs"``: SciPy's L-BFGS-B on the full-batch loss, with scikit-learn's options
         (``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``, SciPy's default ``ftol``)."""
         activation, output, loss, alpha, dtype = network
         tol = v.check_real("tol", self.tol, 0.0)
-        max_fun = _integer("max_fun", self.max_fun, 1)
+        max_fun = v.check_integer("max_fun", self.max_fun, 1)
         minimize = _minimize()
-        self.net_ = MLP(sizes, activation, output, loss, l2=alpha / X.shape[0], dtype=dtype)
+        weight_sum = X.shape[0] if weights is None else float(weights.sum(dtype=np.float64))
+        self.net_ = MLP(sizes, activation, output, loss, l2=alpha / weight_sum, dtype=dtype)
         if first:
             self.params_ = self.net_.init(seed=self._generator())
         self._state = None  # the minibatch solvers' optimizer starts again after L-BFGS
@@ -448,7 +442,7 @@ class _BaseMLP(BaseEstimator):
             if verbose:
                 print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
 
-        result = minimize(_Objective(self.net_, self.params_, X, Y, self.backend),
+        result = minimize(_Objective(self.net_, self.params_, X, Y, weights, self.backend),
                           self.params_.astype(np.float64), method="L-BFGS-B", jac=True,
                           callback=iteration_ends,
                           options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
@@ -471,18 +465,23 @@ class _BaseMLP(BaseEstimator):
                         "    https://scikit-learn.org/stable/modules/preprocessing.html")
             warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
-    def _hold_out(self, X: np.ndarray, Y: np.ndarray, y: np.ndarray,
-                  generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
-        """``(X_train, Y_train, (X_val, Y_val))``: the early-stopping split, as scikit-learn's."""
+    def _hold_out(self, X: np.ndarray, Y: np.ndarray, y: np.ndarray, weights: np.ndarray | None,
+                  generator: np.random.Generator
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple]:
+        """``(X_train, Y_train, weights_train, (X_val, Y_val, weights_val))``: the
+        early-stopping split, as scikit-learn's (the sample weights split with the samples)."""
         fraction = v.check_real("validation_fraction", self.validation_fraction, 0.0, 1.0,
                                 low_open=True, high_open=True)
-        X, X_val, Y, Y_val = train_test_split(
-            X, Y, test_size=fraction, random_state=int(generator.integers(2**31)),
+        parts = train_test_split(
+            X, Y, *([] if weights is None else [weights]), test_size=fraction,
+            random_state=int(generator.integers(2**31)),
             stratify=y if self._stratify(Y) else None)
+        X, X_val, Y, Y_val = parts[:4]
+        weights, weights_val = parts[4:] if weights is not None else (None, None)
         if X_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
-        return X, Y, (X_val, Y_val)
+        return X, Y, weights, (X_val, Y_val, weights_val)
 
     def _record(self, history: History, n_samples: int) -> None:
         """The fitted attributes after one call of :func:`fastprop.train` (``loss_curve_`` grows
@@ -496,7 +495,7 @@ class _BaseMLP(BaseEstimator):
         """Whether the early-stopping split is stratified (as scikit-learn: for one output)."""
         return False
 
-    def fit(self, X: Any, y: Any) -> _BaseMLP:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _BaseMLP:
         """Train the network on ``X``, ``y``: up to ``max_iter`` epochs of ``"sgd"`` or
         ``"adam"``, or up to ``max_iter`` iterations of ``"lbfgs"``.
 
@@ -507,12 +506,15 @@ class _BaseMLP(BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights with a positive sum: each minibatch's loss is its samples'
+            weighted mean (see :meth:`fastprop.MLP.value_and_grad`).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # -- prediction ---------------------------------------------------------------------------
 
@@ -647,20 +649,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        sample_weight : None
-            scikit-learn's argument; fastprop does not support sample weights yet.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights with a positive sum, as for :meth:`fit`.
 
         Returns
         -------
         self
 
-        Raises
-        ------
-        NotImplementedError
-            If ``sample_weight`` is not None.
         """
-        _check_no_sample_weight(sample_weight)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X: Any) -> np.ndarray:
         """The network's outputs: shape ``(n_samples,)`` for one output, else
@@ -726,8 +723,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
-        sample_weight : None
-            scikit-learn's argument; fastprop does not support sample weights yet.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights with a positive sum, as for :meth:`fit`.
         classes : array-like, optional
             Every class label: needed on the first call (unless ``y`` is a multilabel
             indicator matrix), ignored after.
@@ -736,16 +733,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         self
 
-        Raises
-        ------
-        NotImplementedError
-            If ``sample_weight`` is not None.
         """
-        _check_no_sample_weight(sample_weight)
         if not hasattr(self, "net_") and classes is None and (np.ndim(y) != 2
                                                                or np.shape(y)[1] < 2):
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (an indicator matrix for multilabel targets)."""

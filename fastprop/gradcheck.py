@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate as v
 from .backends import DEFAULT_BACKEND
@@ -10,7 +11,8 @@ from .network import MLP
 
 
 def gradient_check(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
-                   backend: str = DEFAULT_BACKEND, max_checks: int = 1000,
+                   sample_weight: ArrayLike | None = None, backend: str = DEFAULT_BACKEND,
+                   max_checks: int = 1000,
                    step: float = 6e-6, seed: int = 0) -> float:
     """Max relative error of the gradient against central differences in float64.
 
@@ -31,6 +33,8 @@ def gradient_check(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *
     net : MLP
     params, X, Y : numpy.ndarray
         As for :meth:`MLP.value_and_grad`.
+    sample_weight : array-like, optional
+        As for :meth:`MLP.value_and_grad` (the float64 loss takes them in float64).
     backend : str, default "matrix"
         The backend whose gradient is checked.
     max_checks : int, default 1000
@@ -47,7 +51,7 @@ def gradient_check(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *
     """
     if max_checks < 1:
         raise ValueError(f"max_checks must be >= 1, got {max_checks}")
-    _, grad = net.value_and_grad(params, X, Y, backend=backend)
+    _, grad = net.value_and_grad(params, X, Y, sample_weight=sample_weight, backend=backend)
     net64 = net.with_dtype(np.float64)
     p64 = params.astype(np.float64)
     X64 = X.astype(np.float64)
@@ -61,9 +65,9 @@ def gradient_check(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *
         original = p64[k]
         h = step * max(1.0, abs(original))
         p64[k] = original + h
-        up = net64.loss(p64, X64, Y64)
+        up = net64.loss(p64, X64, Y64, sample_weight=sample_weight)
         p64[k] = original - h
-        down = net64.loss(p64, X64, Y64)
+        down = net64.loss(p64, X64, Y64, sample_weight=sample_weight)
         p64[k] = original
         differences[n] = (up - down) / (2 * h)
     analytic = grad[indices].astype(np.float64)

@@ -8,6 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validate as v
 from ._kernel_ids import ACTIVATIONS, LOSSES, OUTPUTS
@@ -235,9 +236,13 @@ class MLP:
     # -- computation --------------------------------------------------------------------------
 
     def value_and_grad(self, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
-                       backend: str = DEFAULT_BACKEND, out: np.ndarray | None = None,
+                       sample_weight: ArrayLike | None = None, backend: str = DEFAULT_BACKEND,
+                       out: np.ndarray | None = None,
                        check_finite: bool = True) -> tuple[float, np.ndarray]:
         """The batch loss and its exact gradient with respect to every parameter.
+
+        The loss is the mean of the samples' losses, weighted by ``sample_weight`` when given
+        (``sum w_i l_i / sum w_i``), plus the L2 term ``l2 / 2 * sum ||W||^2``.
 
         Parameters
         ----------
@@ -249,6 +254,10 @@ class MLP:
             Targets: rows of shape ``(batch, n_outputs)`` in the network's dtype (``(batch,)``
             also accepted when ``n_outputs == 1``), or integer class labels of shape ``(batch,)``
             for ``cross_entropy`` and ``hinge``.
+        sample_weight : array-like, optional
+            One non-negative weight per sample, shape ``(batch,)`` (or one number for all),
+            with a positive sum; any real dtype, copied to the network's dtype. Integer weights
+            give the loss and gradient of the batch with each sample repeated that many times.
         backend : str, default "matrix"
             ``"matrix"`` (BLAS products over the batch) or ``"naive"`` (per-element loops);
             on a GPU ``"cuda"`` or ``"cuda-naive"``, which also take GPU arrays (see
@@ -273,13 +282,16 @@ class MLP:
             Bad input, named in the message (see :mod:`fastprop._validate`); nothing is
             written to ``out`` then.
         """
-        return get_backend(backend).value_and_grad(self.spec, params, X, Y, out=out,
+        return get_backend(backend).value_and_grad(self.spec, params, X, Y,
+                                                   sample_weight=sample_weight, out=out,
                                                    check_finite=check_finite)
 
     def loss(self, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
-             backend: str = DEFAULT_BACKEND, check_finite: bool = True) -> float:
+             sample_weight: ArrayLike | None = None, backend: str = DEFAULT_BACKEND,
+             check_finite: bool = True) -> float:
         """The batch loss alone (a forward pass); arguments as in :meth:`value_and_grad`."""
-        return get_backend(backend).loss(self.spec, params, X, Y, check_finite=check_finite)
+        return get_backend(backend).loss(self.spec, params, X, Y, sample_weight=sample_weight,
+                                         check_finite=check_finite)
 
     def forward(self, params: np.ndarray, X: np.ndarray, *, backend: str = DEFAULT_BACKEND,
                 check_finite: bool = True) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from . import _validate as v
@@ -39,22 +40,26 @@ MONITORS = ("loss", "val_loss", "val_score")
 # loaded into one (numba issue 8578). Compiling it costs about a second per process and
 # signature; the gradient and the optimizer step it calls come from their own disk caches.
 @jit(cache=False)
-def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, order, kind, hyper, lr,
-           steps, state, grad, work, n_threads, X_batch, Y_batch, label_batch):
+def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, sample_weights, order,
+           kind, hyper, lr, steps, state, grad, work, n_threads, X_batch, Y_batch, label_batch,
+           weight_batch):
     """One epoch: minibatches of ``X_batch.shape[0]`` samples taken in ``order``, the last one
     smaller when the batch size does not divide the sample count.
 
     ``value_and_grad`` is a backend's compiled entry point (:mod:`fastprop.cpu.common`), called
     without the finiteness check (:func:`train` checks the data once, up front). ``Y`` (float
-    targets) or ``labels`` (integer labels) is empty, and so is its batch buffer. Returns
+    targets) or ``labels`` (integer labels) is empty, and so is its batch buffer;
+    ``sample_weights`` has one weight per sample (ones when unweighted). Returns
     ``(status, loss, steps)``: the first nonzero status of a gradient call (the epoch stops
     there), the mean over samples of their minibatch's loss (each taken before its update), and
     the updated count of optimizer steps.
     """
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, order, hyper = borrowed(labels), borrowed(order), borrowed(hyper)
+    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
+    order, hyper = borrowed(order), borrowed(hyper)
     state, grad, work = borrowed(state), borrowed(grad), borrowed(work)
     X_batch, Y_batch, label_batch = borrowed(X_batch), borrowed(Y_batch), borrowed(label_batch)
+    weight_batch = borrowed(weight_batch)
     n = order.shape[0]
     batch_size = X_batch.shape[0]
     total = 0.0
@@ -63,16 +68,18 @@ def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, order, kin
         Xb = X_batch[:m]
         Yb = Y_batch[:m]
         lb = label_batch[:m]
+        wb = weight_batch[:m]
         for i in range(m):
             source = order[start + i]
+            wb[i] = sample_weights[source]
             for j in range(X.shape[1]):
                 Xb[i, j] = X[source, j]
             for j in range(Yb.shape[1] if Yb.shape[0] > 0 else 0):
                 Yb[i, j] = Y[source, j]
             if lb.shape[0] > 0:
                 lb[i] = labels[source]
-        status, loss = value_and_grad(layout, loss_id, params, Xb, Yb, lb, l2, False, grad, work,
-                                      n_threads)
+        status, loss = value_and_grad(layout, loss_id, params, Xb, Yb, lb, wb, l2, False, grad,
+                                      work, n_threads)
         if status != OK:
             return status, total / n, steps
         total += float(loss) * m
@@ -187,23 +194,25 @@ class History:
 
 
 def score(net: MLP, params: np.ndarray, X: np.ndarray, Y_rows: np.ndarray, labels: np.ndarray,
-          backend: str = DEFAULT_BACKEND) -> float:
-    """The validation score of :class:`History` (accuracy or R^2), for checked arrays.
+          backend: str = DEFAULT_BACKEND, sample_weights: np.ndarray | None = None) -> float:
+    """The validation score of :class:`History` (accuracy or R^2, weighted by
+    ``sample_weights`` when given, as scikit-learn's ``score``), for checked arrays.
 
     ``Y_rows`` and ``labels`` are as :func:`fastprop._validate.check_targets` returns them.
     """
     outputs = net.forward(params, X, backend=backend, check_finite=False)
+    w = np.ones(X.shape[0]) if sample_weights is None else sample_weights.astype(np.float64)
     if net.loss_name == "squared":
-        residual = ((outputs - Y_rows) ** 2).sum(axis=0, dtype=np.float64)
-        spread = ((Y_rows - Y_rows.mean(axis=0)) ** 2).sum(axis=0, dtype=np.float64)
+        residual = w @ ((outputs - Y_rows) ** 2).astype(np.float64)
+        spread = w @ ((Y_rows - np.average(Y_rows, axis=0, weights=w)) ** 2).astype(np.float64)
         # A constant target: 1 when predicted exactly, else 0 (scikit-learn's r2_score).
         r2 = np.where(spread > 0, 1 - residual / np.where(spread > 0, spread, 1),
                       np.where(residual == 0, 1.0, 0.0))
         return float(r2.mean())
     if net.loss_name == "binary_cross_entropy":
-        return float(((outputs >= 0.5) == (Y_rows >= 0.5)).all(axis=1).mean())
+        return float(np.average(((outputs >= 0.5) == (Y_rows >= 0.5)).all(axis=1), weights=w))
     truth = labels if labels.shape[0] else Y_rows.argmax(axis=1)
-    return float((outputs.argmax(axis=1) == truth).mean())
+    return float(np.average(outputs.argmax(axis=1) == truth, weights=w))
 
 
 class _Watch:
@@ -240,6 +249,23 @@ def _check_data(net: MLP, params: np.ndarray, X: object, Y: object, check_finite
             raise
         raise type(error)(f"{prefix}{error}") from None
     return X, Y_rows, labels
+
+
+def _check_validation(net: MLP, params: np.ndarray, validation: object, check_finite: bool
+                      ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """``(X_val, (Y_rows, labels), weights or None)`` of ``train``'s ``validation``."""
+    if not isinstance(validation, tuple) or len(validation) not in (2, 3):
+        raise TypeError("validation must be a tuple (X_val, Y_val) or (X_val, Y_val, "
+                        "sample_weight_val)")
+    X_val, *targets = _check_data(net, params, *validation[:2], check_finite,
+                                  prefix="validation: ")
+    weights = None
+    if len(validation) == 3 and validation[2] is not None:
+        try:
+            weights = v.check_sample_weight(validation[2], net.dtype, X_val.shape[0])
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"validation: {error}") from None
+    return X_val, tuple(targets), weights
 
 
 def _check_resume(resume: object, optimizer: Optimizer, net: MLP, seed: object) -> None:
@@ -284,6 +310,7 @@ def _stop_reason(history: History, params: np.ndarray, watch: _Watch | None,
 def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
           optimizer: str | Optimizer = "adam", epochs: int = 10, batch_size: int | None = None,
           shuffle: bool = True, seed: int | np.random.Generator | None = None,
+          sample_weight: ArrayLike | None = None,
           validation: tuple[np.ndarray, np.ndarray] | None = None,
           early_stopping: EarlyStopping | None = None,
           callback: Callable[[History], bool | None] | None = None, progress: bool = True,
@@ -319,8 +346,14 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
         Shuffle the samples before every epoch; in the given order otherwise.
     seed : int, numpy.random.Generator or None
         Seed of the shuffles.
-    validation : (X_val, Y_val), optional
-        Data on which :class:`History` records the loss and the score after every epoch.
+    sample_weight : array-like, optional
+        One weight per sample of ``X``, as for :meth:`MLP.value_and_grad`: each minibatch's
+        loss is its samples' weighted mean (plus the L2 term). The epoch's loss in
+        :class:`History` stays the mean over samples of their minibatch's loss, as
+        scikit-learn's ``loss_curve_``.
+    validation : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
+        Data on which :class:`History` records the loss and the score after every epoch
+        (both weighted by ``sample_weight_val`` when given).
     early_stopping : EarlyStopping, optional
         Stop when the watched value stops improving (see :class:`EarlyStopping`).
     callback : callable, optional
@@ -366,16 +399,16 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     check_finite = v.check_flag("check_finite", check_finite)
     X, Y_rows, labels = _check_data(net, params, X, Y, check_finite)
     n = X.shape[0]
+    sample_weights = (np.ones(n, net.dtype) if sample_weight is None
+                      else v.check_sample_weight(sample_weight, net.dtype, n))
     epochs = v.check_integer("epochs", epochs, 1)
     if batch_size is None:
         batch_size = min(32, n)
     batch_size = v.check_integer("batch_size", batch_size, 1, n, high_name="the number of samples")
     optimizer = get_optimizer(optimizer)
     if validation is not None:
-        if not isinstance(validation, tuple) or len(validation) != 2:
-            raise TypeError("validation must be a tuple (X_val, Y_val)")
-        X_val, *val_targets = _check_data(net, params, *validation, check_finite,
-                                          prefix="validation: ")
+        X_val, val_targets, val_weights = _check_validation(net, params, validation,
+                                                            check_finite)
     _check_stopping(early_stopping, validation is not None, callback)
     if resume is None:
         resume = TrainState(np.zeros(optimizer.state_size(net.n_params), net.dtype), 0, 0, 0,
@@ -390,6 +423,7 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     X_batch = np.empty((batch_size, net.n_inputs), net.dtype)
     Y_batch = np.empty((batch_size if Y_rows.shape[0] else 0, net.n_outputs), net.dtype)
     label_batch = np.empty(batch_size if labels.shape[0] else 0, np.int64)
+    weight_batch = np.empty(batch_size, net.dtype)
     hyper = optimizer.hyperparameters()
     spec = net.spec
     epoch = chosen.guard(_epoch)
@@ -402,8 +436,9 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             work, n_threads = chosen.workspace(spec, batch_size)
             status, loss, resume.steps = epoch(
                 chosen.kernels.value_and_grad, spec.layout, spec.loss_id, spec.l2, params, X,
-                Y_rows, labels, order, optimizer.kind, hyper, lr, resume.steps,
-                resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch)
+                Y_rows, labels, sample_weights, order, optimizer.kind, hyper, lr, resume.steps,
+                resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch,
+                weight_batch)
             v.raise_for_status(status, net.n_outputs)
             resume.epochs += 1
             resume.samples += n
@@ -412,8 +447,10 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             postfix = {"loss": f"{loss:.4g}"}
             if validation is not None:
                 history.val_loss.append(net.loss(params, X_val, validation[1],
-                                                 backend=backend, check_finite=False))
-                history.val_score.append(score(net, params, X_val, *val_targets, backend))
+                                                 sample_weight=val_weights, backend=backend,
+                                                 check_finite=False))
+                history.val_score.append(score(net, params, X_val, *val_targets, backend,
+                                               val_weights))
                 postfix["val_score"] = f"{history.val_score[-1]:.4g}"
             bar.set_postfix(postfix, refresh=False)
             bar.update()

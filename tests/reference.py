@@ -15,7 +15,8 @@ Contract
   ``z_l = a_{l-1} @ W_l.T + b_l``, ``a_l = act_l(z_l)``; hidden activations come from
   ``activations`` (``L - 1`` names), the last one from ``output``.
 * Batch loss = mean over samples of the per-sample loss + ``l2 / 2 * sum_l ||W_l||^2``
-  (weights only, not biases).
+  (weights only, not biases); with sample weights ``w``, the mean is ``sum_i w_i loss_i /
+  sum_i w_i``.
 """
 
 from __future__ import annotations
@@ -394,6 +395,7 @@ def reference_loss(
     params: ArrayLike,
     X: ArrayLike,
     Y: ArrayLike,
+    sample_weight: ArrayLike | None = None,
 ) -> float:
     """Batch loss (forward pass only), in float64.
 
@@ -411,7 +413,7 @@ def reference_loss(
     targets, is_labels = _as_targets(loss, Y, x.shape[0], int(sizes[-1]))
     _, zs = _forward_all(sizes, activations, layers, x)
     per_sample = _per_sample_loss(output, loss, zs[-1], targets, is_labels)
-    return float(np.mean(per_sample)) + _l2_penalty(layers, l2)
+    return float(np.average(per_sample, weights=sample_weight)) + _l2_penalty(layers, l2)
 
 
 def reference_loss_and_grad(
@@ -423,6 +425,7 @@ def reference_loss_and_grad(
     params: ArrayLike,
     X: ArrayLike,
     Y: ArrayLike,
+    sample_weight: ArrayLike | None = None,
 ) -> tuple[float, NDArray[np.float64]]:
     """Batch loss and its gradient w.r.t. the flat parameters, by textbook backprop.
 
@@ -448,6 +451,8 @@ def reference_loss_and_grad(
     Y : array_like
         Targets: float ``(B, nL)``, or integer class labels ``(B,)`` for
         ``"cross_entropy"`` and ``"hinge"``.
+    sample_weight : array_like, optional
+        One weight per sample: the mean over samples becomes a weighted mean.
 
     Returns
     -------
@@ -466,11 +471,13 @@ def reference_loss_and_grad(
     # Forward.
     inputs, zs = _forward_all(sizes, activations, layers, x)
     per_sample = _per_sample_loss(output, loss, zs[-1], targets, is_labels)
-    value = float(np.mean(per_sample)) + _l2_penalty(layers, l2)
+    w = np.ones(batch) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    value = float(np.average(per_sample, weights=w)) + _l2_penalty(layers, l2)
 
-    # Backward.  delta = d(batch loss) / d z_l, shape (B, n_l); the 1/B is the mean.
+    # Backward.  delta = d(batch loss) / d z_l, shape (B, n_l); w_i / sum(w) is the mean.
     n_layers = len(sizes) - 1
-    delta = _per_sample_loss_grad(output, loss, zs[-1], targets, is_labels) / batch
+    delta = (_per_sample_loss_grad(output, loss, zs[-1], targets, is_labels)
+             * (w / w.sum())[:, None])
     grads: list[tuple[Array, Array]] = [None] * n_layers  # type: ignore[list-item]
     for k in reversed(range(n_layers)):  # k = 0 is layer 1 of the math
         W, _ = layers[k]

@@ -23,7 +23,7 @@ from numba.core.runtime import rtsys
 import fastprop as fp
 
 @njit
-def no_op(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work, n_threads):
+def no_op(layout, loss_id, params, X, Y, labels, weights, l2, check_finite, grad, work, n_threads):
     return 0, l2
 
 backend = fp.BACKENDS[sys.argv[1]]
@@ -34,8 +34,8 @@ X, Y = np.random.rand(batch, 64), np.random.rand(batch, 10)
 grad = np.empty_like(params)
 work, n_threads = backend.workspace(net.spec, batch)
 spec = net.spec
-args = (spec.layout, spec.loss_id, params, X, Y, np.empty(0, np.int64), spec.l2, True, grad, work,
-        n_threads)
+args = (spec.layout, spec.loss_id, params, X, Y, np.empty(0, np.int64), np.ones(batch), spec.l2,
+        True, grad, work, n_threads)
 
 def allocations(call, calls=50):
     call()

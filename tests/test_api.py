@@ -166,8 +166,8 @@ def _check_split_gradients(net, batch, targets):
         for _ in range(2):
             grad = np.empty_like(params)
             status, loss = backend.value_and_grad(net.spec.layout, net.spec.loss_id, params, X,
-                                                  Y_rows, labels, net.spec.l2, True, grad, work,
-                                                  n_threads)
+                                                  Y_rows, labels, np.ones(batch), net.spec.l2,
+                                                  True, grad, work, n_threads)
             assert status == 0
             assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
             results.append((loss, grad.tobytes()))
@@ -232,8 +232,9 @@ def test_naive_is_bitwise_the_same_on_any_thread_count():
             work = np.empty(backend.workspace_size(net.spec.layout, len(X[rows]), n_threads))
             grad = np.empty_like(params)
             status, loss = backend.value_and_grad(net.spec.layout, net.spec.loss_id, params,
-                                                  X[rows], Y_rows, labels[rows], net.spec.l2,
-                                                  True, grad, work, n_threads)
+                                                  X[rows], Y_rows, labels[rows],
+                                                  np.ones(len(X[rows])), net.spec.l2, True, grad,
+                                                  work, n_threads)
             assert status == 0
             assert rel_diff(loss, expected_loss) < 1e-13 and rel_diff(grad, expected) < 1e-13
             results.add((loss, grad.tobytes()))
@@ -262,7 +263,8 @@ def test_a_short_workspace_raises_and_writes_nothing_past_it(backend, sizes, bat
         buffer = np.full(need + 64, 7.0)
         with pytest.raises(IndexError):
             kernels.value_and_grad(net.spec.layout, net.spec.loss_id, params, X, Y_rows, labels,
-                                   0.0, True, np.empty_like(params), buffer[:length], 2)
+                                   np.ones(batch), 0.0, True, np.empty_like(params),
+                                   buffer[:length], 2)
         assert (buffer[length:] == 7.0).all()
 
 

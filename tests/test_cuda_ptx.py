@@ -33,7 +33,8 @@ def signatures(ty):
     flags = int64[::1]
     return [
         (checks.kernels().check_values, (ivec, int64, vec, vec, vec, nt.boolean, int64, flags)),
-        (rows.kernels().loss_rows, (layout, int64, vec, mat, ivec, int64, ty, int64, flags)),
+        (rows.kernels().loss_rows, (layout, int64, vec, mat, ivec, vec, int64, ty, int64,
+                                    flags)),
         (rows.kernels().output_rows, (layout, vec, int64, mat)),
         (naive.kernels().forward_layer, (layout, int64, vec, vec, int64, vec, int64)),
         (naive.kernels().backward_layer, (layout, int64, vec, vec, int64)),
@@ -44,8 +45,8 @@ def signatures(ty):
         (wide.weights, (layout, vec, vec, int64, int64, vec)),
         (narrow.weights, (layout, vec, vec, int64, int64, vec)),
         (fused.kernels(ty.name).forward_backward, (layout, int64, vec, vec, mat, ivec, vec,
-                                                   int64, ty, int64, int64, nt.boolean, int64,
-                                                   flags)),
+                                                   vec, int64, ty, int64, int64, nt.boolean,
+                                                   int64, flags)),
         (finish.kernels(ty.name).finish, (vec, int64, layout, vec, ty, vec, int64, ty, int64,
                                           flags, vec, float64[::1])),
     ]

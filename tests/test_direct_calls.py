@@ -138,7 +138,7 @@ def test_thread_count_changes_leave_the_direct_path():
             numba.set_num_threads(count)
             for _ in range(2):
                 loss, grad = net.value_and_grad(params, X, Y, backend="naive", out=out)
-            (_, _, n_threads, _), = direct_calls(net, "naive").values()
+            (_, _, _, n_threads, _), = direct_calls(net, "naive").values()
             assert n_threads == count
             expected_loss, expected_grad = checked(net, params, X, Y, "naive")
             assert loss == expected_loss and (grad == expected_grad).all()
@@ -153,7 +153,7 @@ def test_a_grown_workspace_replaces_every_direct_call():
     for batch in (4, 32, 4):
         net.value_and_grad(params, X[:batch], Y[:batch], out=out)
     assert len(direct_calls(net)) == 2
-    for _, work, _, _ in direct_calls(net).values():
+    for _, _, work, _, _ in direct_calls(net).values():
         assert work is net.spec.per_thread.matrix.work
     assert not hasattr(pickle.loads(pickle.dumps(net)).spec.per_thread, "matrix")
 

@@ -140,7 +140,7 @@ def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
 
     def one_percent_off(*args):
         status, loss = correct.value_and_grad(*args)
-        args[8][:] *= 1.01
+        args[9][:] *= 1.01  # the gradient
         return status, loss
 
     monkeypatch.setitem(fp.BACKENDS, "broken", CpuBackend("broken", SimpleNamespace(
@@ -160,3 +160,70 @@ def test_gradient_check_samples_big_networks():
     assert fp.gradient_check(net, params, X, Y, max_checks=50) <= 1e-6
     with pytest.raises(ValueError, match="max_checks"):
         fp.gradient_check(net, params, X, Y, max_checks=0)
+
+
+def _weights(batch: int, seed: int) -> np.ndarray:
+    """Non-negative sample weights with a zero among them (for batches above one)."""
+    weights = np.random.default_rng(seed).uniform(0.0, 3.0, size=batch)
+    weights[batch // 2] = 0.0 if batch > 1 else 0.5
+    return weights
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_weighted_loss_matches_the_reference(case, dtype, backend):
+    net = case.net(dtype)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=4)
+    weights = _weights(case.batch, seed=5)
+    loss, grad = net.value_and_grad(params, X, Y, sample_weight=weights, backend=backend)
+    ref_loss, ref_grad = reference_loss_and_grad(
+        net.sizes, net.activations, net.output, net.loss_name, net.l2, params, X, Y,
+        sample_weight=weights.astype(dtype))
+    assert rel_diff(loss, ref_loss) <= REFERENCE_TOL[dtype]
+    assert rel_diff(grad, ref_grad) <= REFERENCE_TOL[dtype]
+    only_loss = net.loss(params, X, Y, sample_weight=weights, backend=backend)
+    assert rel_diff(only_loss, loss) <= BACKEND_AGREEMENT_TOL[dtype]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", [CASES[3], CASES[4], CASES[11]], ids=lambda c: c.name)
+def test_weighted_gradient_matches_central_differences(case, backend):
+    net = case.net(np.float64)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=6)
+    weights = _weights(case.batch, seed=7)
+    error = fp.gradient_check(net, params, X, Y, sample_weight=weights, backend=backend)
+    assert error <= FINITE_DIFFERENCE_TOL[np.float64]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[4], CASES[9], CASES[12], CASES[13]],
+                         ids=lambda c: c.name)
+def test_integer_weights_repeat_samples(case, dtype, backend):
+    """scikit-learn's semantics: a weight of k counts a sample k times (0 drops it)."""
+    net = case.net(dtype)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=8)
+    counts = np.random.default_rng(9).integers(0, 4, size=case.batch)
+    counts[0] = 1
+    repeated = np.repeat(np.arange(case.batch), counts)
+    loss, grad = net.value_and_grad(params, X, Y, sample_weight=counts, backend=backend)
+    loss_r, grad_r = net.value_and_grad(params, X[repeated], Y[repeated], backend=backend)
+    assert rel_diff(loss, loss_r) <= BACKEND_AGREEMENT_TOL[dtype] * 10
+    assert rel_diff(grad, grad_r) <= BACKEND_AGREEMENT_TOL[dtype] * 10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unit_weights_are_bitwise_the_unweighted_result(dtype, backend):
+    for case in (CASES[2], CASES[12], CASES[13]):
+        net = case.net(dtype)
+        params, X, Y = make_problem(net, case.batch, case.targets, seed=10)
+        loss, grad = net.value_and_grad(params, X, Y, backend=backend)
+        for weights in (np.ones(case.batch), 1, [1.0] * case.batch):
+            weighted = net.value_and_grad(params, X, Y, sample_weight=weights, backend=backend)
+            assert weighted[0] == loss and np.array_equal(weighted[1], grad)
+        # Scaling every weight changes nothing but rounding.
+        scaled = net.value_and_grad(params, X, Y, sample_weight=np.full(case.batch, 2.5),
+                                    backend=backend)
+        assert rel_diff(scaled[1], grad) <= BACKEND_AGREEMENT_TOL[dtype]

@@ -28,8 +28,10 @@ def reference_rate(optimizer, epoch: int, samples: int) -> float:
     return lr
 
 
-def reference_train(net, params, X, Y, optimizer, epochs, batch_size, seed, shuffle=True):
+def reference_train(net, params, X, Y, optimizer, epochs, batch_size, seed, shuffle=True,
+                    sample_weight=None):
     """``(loss per epoch, final parameters)`` of minibatch training, in float64."""
+    weights = np.ones(len(X)) if sample_weight is None else sample_weight
     p = params.astype(np.float64)
     X = X.astype(np.float64)
     Y = Y.astype(np.float64) if Y.dtype.kind == "f" else Y
@@ -45,7 +47,8 @@ def reference_train(net, params, X, Y, optimizer, epochs, batch_size, seed, shuf
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
             loss, g = reference_loss_and_grad(net.sizes, net.activations, net.output,
-                                              net.loss_name, net.l2, p, X[batch], Y[batch])
+                                              net.loss_name, net.l2, p, X[batch], Y[batch],
+                                              weights[batch])
             total += loss * len(batch)
             t += 1
             if isinstance(optimizer, fp.Adam):
@@ -109,6 +112,36 @@ def test_loss_curve_matches_float64_reference(case, dtype):
     assert np.abs(params - expected_params).max() <= tolerance * 10 * scale
     assert history.state.steps == 4 * 7, "50 samples in batches of 8: 6 full and one of 2"
     assert history.learning_rate == [reference_rate(optimizer, e, 50 * e) for e in range(4)]
+
+
+@pytest.mark.parametrize("backend", ["matrix", "naive"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weighted_training_matches_float64_reference(dtype, backend):
+    """Sample weights weigh each minibatch's loss; a zero weight leaves a sample out."""
+    options, optimizer = CASES["adam-labels"]
+    net, params, X, Y = problem(dtype, **options)
+    weights = np.random.default_rng(4).integers(0, 4, size=len(X)).astype(np.float64)
+    weights[:8] = 1.0  # (no minibatch of all-zero weights)
+    expected_curve, expected_params = reference_train(
+        net, params, X, Y, optimizer, epochs=3, batch_size=8, seed=None, shuffle=False,
+        sample_weight=weights.astype(dtype))
+    history = fp.train(net, params, X, Y, optimizer=optimizer, epochs=3, batch_size=8,
+                       shuffle=False, sample_weight=weights, backend=backend, progress=False)
+    tolerance = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(history.loss, expected_curve, rtol=tolerance)
+    assert np.abs(params - expected_params).max() <= tolerance * 10 * np.abs(params).max()
+
+
+def test_full_batch_integer_weights_train_as_repeated_samples():
+    net, params, X, Y = problem(np.float64, l2=0.01)
+    counts = np.random.default_rng(5).integers(0, 3, size=len(X))
+    repeated = np.repeat(np.arange(len(X)), counts)
+    copy = params.copy()
+    fp.train(net, params, X, Y, optimizer=fp.SGD(0.3), epochs=5, batch_size=len(X),
+             sample_weight=counts, progress=False)
+    fp.train(net, copy, X[repeated], Y[repeated], optimizer=fp.SGD(0.3), epochs=5,
+             batch_size=len(repeated), progress=False)
+    np.testing.assert_allclose(params, copy, rtol=0, atol=1e-12)
 
 
 def test_naive_backend_and_unshuffled_order():
@@ -180,6 +213,18 @@ def test_validation_scores_match_scikit_learn():
             expected = metrics.accuracy_score(Y_val, outputs.argmax(axis=1))
         assert history.val_score[-1] == pytest.approx(expected, abs=1e-12)
         assert history.val_loss[-1] == pytest.approx(net.loss(params, X_val, Y_val), rel=1e-12)
+        # Weighted: scikit-learn's weighted score and fastprop's weighted loss.
+        weights = np.random.default_rng(2).uniform(0, 2, size=len(X_val))
+        history = fp.train(net, params, X, Y, epochs=1, validation=(X_val, Y_val, weights),
+                           progress=False)
+        outputs = net.forward(params, X_val)
+        predicted = {"r2": outputs, "subset": outputs >= 0.5,
+                     "accuracy": outputs.argmax(axis=1)}[metric]
+        score = metrics.r2_score if metric == "r2" else metrics.accuracy_score
+        expected = score(Y_val, predicted, sample_weight=weights)
+        assert history.val_score[-1] == pytest.approx(expected, abs=1e-12)
+        assert history.val_loss[-1] == pytest.approx(
+            net.loss(params, X_val, Y_val, sample_weight=weights), rel=1e-12)
 
 
 def test_early_stopping_restores_the_best_epoch():

@@ -294,3 +294,37 @@ def test_all_finite_finds_a_bad_value_at_every_position(dtype):
             values[position] = np.finfo(dtype).max
             assert all_finite(values), (n, position)
             values[position] = 1
+
+
+BAD_WEIGHTS = [
+    ("short", lambda n: np.ones(n - 1), ValueError, r"sample_weight must have shape \(6,\)"),
+    ("2-d", lambda n: np.ones((n, 1)), ValueError, r"sample_weight must have shape \(6,\)"),
+    ("negative", lambda n: np.r_[np.ones(n - 1), -1.0], ValueError,
+     "must be non-negative, got -1.0 at index 5"),
+    ("all zero", lambda n: np.zeros(n), ValueError, "positive sum: every weight is zero"),
+    ("nan", lambda n: np.r_[np.nan, np.ones(n - 1)], ValueError, "must be finite"),
+    ("overflows float32", lambda n: np.full(n, 1e39), ValueError, "must be finite in float32"),
+    ("strings", lambda n: ["a"] * n, TypeError, "must hold real numbers, got dtype <U1"),
+    ("complex", lambda n: np.ones(n, complex), TypeError, "must hold real numbers"),
+    ("ragged", lambda n: [[1.0], [1.0, 2.0]], TypeError, "must be an array of real numbers"),
+    ("masked", lambda n: np.ma.masked_array(np.ones(n), mask=np.r_[True, [False] * (n - 1)]),
+     TypeError, "masked array"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "make", "error", "match"), BAD_WEIGHTS,
+                         ids=[case[0] for case in BAD_WEIGHTS])
+def test_bad_sample_weight(regression, backend, name, make, error, match):
+    net, params, X, Y = regression
+    net = net.with_dtype(np.float32)
+    params, X, Y = params.astype(np.float32), X.astype(np.float32), Y.astype(np.float32)
+    out = np.full(net.n_params, 7.0, np.float32)
+    with pytest.raises(error, match=match):
+        net.value_and_grad(params, X, Y, sample_weight=make(len(X)), backend=backend, out=out)
+    with pytest.raises(error, match=match):
+        net.loss(params, X, Y, sample_weight=make(len(X)), backend=backend)
+    with pytest.raises(error, match=match):
+        fp.train(net, params.copy(), X, Y, sample_weight=make(len(X)), epochs=1, progress=False,
+                 backend=backend)
+    assert (out == 7.0).all()

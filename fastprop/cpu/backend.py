@@ -44,13 +44,14 @@ def _serialized(function: Callable) -> Callable:
 class _ThreadState:
     """What one thread reuses between calls on one network with one backend."""
 
-    __slots__ = ("direct", "no_rows", "work", "workspaces")
+    __slots__ = ("direct", "no_rows", "unit_weights", "work", "workspaces")
 
     def __init__(self, spec: NetworkSpec) -> None:
         self.work: np.ndarray | None = None
         self.workspaces: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
         self.direct: dict[tuple, tuple] = {}
         self.no_rows = np.empty((0, spec.n_outputs), dtype=spec.dtype)
+        self.unit_weights: dict[int, np.ndarray] = {}
 
 
 class CpuBackend:
@@ -144,6 +145,18 @@ class CpuBackend:
             found = state.workspaces[key] = (state.work, n_threads)
         return found
 
+    def sample_weights(self, spec: NetworkSpec, sample_weight: object,
+                       batch: int) -> np.ndarray:
+        """The kernels' per-sample weights: ``sample_weight`` checked and copied, or for None
+        the calling thread's array of ``batch`` ones."""
+        if sample_weight is not None:
+            return v.check_sample_weight(sample_weight, spec.dtype, batch)
+        state = self._state(spec)
+        ones = state.unit_weights.get(batch)
+        if ones is None:
+            ones = state.unit_weights[batch] = np.ones(batch, dtype=spec.dtype)
+        return ones
+
     def _targets(self, spec: NetworkSpec, params: object, X: object,
                  Y: object) -> tuple[np.ndarray, np.ndarray]:
         """``(Y_rows, labels)`` for the kernels, after checking ``params``, ``X`` and ``Y``.
@@ -172,18 +185,20 @@ class CpuBackend:
         return v.check_targets(Y, spec.loss_name, dtype, X.shape[0], spec.n_outputs)
 
     def value_and_grad(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray,
-                       Y: np.ndarray, *, out: np.ndarray | None = None,
+                       Y: np.ndarray, *, sample_weight: object = None,
+                       out: np.ndarray | None = None,
                        check_finite: bool = True) -> tuple[float, np.ndarray]:
         """:meth:`fastprop.MLP.value_and_grad`.
 
-        A call with ``out`` like one this thread made before (same shapes, dtypes and memory
-        flags) goes straight to the compiled overload that ran it, skipping the checks and
-        numba's type dispatch (see :mod:`fastprop.cpu.direct_calls`).
+        A call without sample weights and with ``out`` like one this thread made before (same
+        shapes, dtypes and memory flags) goes straight to the compiled overload that ran it,
+        skipping the checks and numba's type dispatch (see :mod:`fastprop.cpu.direct_calls`).
         """
         dtype = spec.dtype
         ndarray = np.ndarray
         key = None
-        if (type(params) is ndarray and type(X) is ndarray and type(Y) is ndarray
+        if (sample_weight is None and type(params) is ndarray and type(X) is ndarray
+                and type(Y) is ndarray
                 and type(out) is ndarray and params.dtype is dtype and X.dtype is dtype
                 and out.dtype is dtype and (Y.dtype is dtype or Y.dtype is _INT64)
                 and (check_finite is True or check_finite is False)):
@@ -193,42 +208,44 @@ class CpuBackend:
             state = getattr(spec.per_thread, self.name, None)
             direct = None if state is None else state.direct.get(key)
             if direct is not None:
-                entry, work, n_threads, uses_threads = direct
+                entry, ones, work, n_threads, uses_threads = direct
                 if not uses_threads or n_threads == numba_threads():
                     Y_rows, labels = ((state.no_rows, Y) if Y.dtype is _INT64
                                       else (Y, v.NO_LABELS))
                     status, loss = entry(spec.layout, spec.loss_id, params, X, Y_rows, labels,
-                                         spec.l2, check_finite, out, work, n_threads)
+                                         ones, spec.l2, check_finite, out, work, n_threads)
                     if status:
                         v.raise_for_status(status, spec.n_outputs)
                     return loss, out
         check_finite = v.check_flag("check_finite", check_finite)
         Y_rows, labels = self._targets(spec, params, X, Y)
+        weights = self.sample_weights(spec, sample_weight, X.shape[0])
         if out is None:
             out = np.empty(spec.n_params, dtype=dtype)
         else:
             v.check_out(out, dtype, spec.n_params)
         work, n_threads = self.workspace(spec, X.shape[0])
-        args = (spec.layout, spec.loss_id, params, X, Y_rows, labels, spec.l2, check_finite,
-                out, work, n_threads)
+        args = (spec.layout, spec.loss_id, params, X, Y_rows, labels, weights, spec.l2,
+                check_finite, out, work, n_threads)
         status, loss = self._value_and_grad(*args)
         if status:
             v.raise_for_status(status, spec.n_outputs)
         if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
             entry = compiled_entry(self._kernels.value_and_grad, args)
             if entry is not None:
-                self._state(spec).direct[key] = (
-                    self.guard(entry), work, n_threads, self._kernels.uses_threads(X.shape[0]))
+                self._state(spec).direct[key] = (self.guard(entry), weights, work, n_threads,
+                                                 self._kernels.uses_threads(X.shape[0]))
         return loss, out
 
     def loss(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
-             check_finite: bool = True) -> float:
+             sample_weight: object = None, check_finite: bool = True) -> float:
         """:meth:`fastprop.MLP.loss`."""
         check_finite = v.check_flag("check_finite", check_finite)
         Y_rows, labels = self._targets(spec, params, X, Y)
+        weights = self.sample_weights(spec, sample_weight, X.shape[0])
         work, n_threads = self.workspace(spec, X.shape[0])  # (loads the kernels first)
-        status, loss = self._loss(spec.layout, spec.loss_id, params, X, Y_rows, labels, spec.l2,
-                                  check_finite, work, n_threads)
+        status, loss = self._loss(spec.layout, spec.loss_id, params, X, Y_rows, labels, weights,
+                                  spec.l2, check_finite, work, n_threads)
         v.raise_for_status(status, spec.n_outputs)
         return loss
 

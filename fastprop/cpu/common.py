@@ -2,20 +2,21 @@
 
 Every backend's entry point has the same signature::
 
-    value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
-                   n_threads) -> (status, loss)
-    loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads)
+    value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
+                   work, n_threads) -> (status, loss)
+    loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, work, n_threads)
         -> (status, loss)
     forward(layout, params, X, check_finite, out, work, n_threads) -> status
 
-``n_threads`` is the number of threads the call may use (``numba.get_num_threads()`` in the
-caller; compiled code that asks numba itself cannot be cached), ``work`` a buffer of at least
-``workspace_size(layout, batch, n_threads)`` elements.
+``weights`` holds one weight per sample (ones for an unweighted batch): the loss is the weighted
+mean ``sum w_i l_i / sum w_i`` plus the L2 term. ``n_threads`` is the number of threads the call
+may use (``numba.get_num_threads()`` in the caller; compiled code that asks numba itself cannot be
+cached), ``work`` a buffer of at least ``workspace_size(layout, batch, n_threads)`` elements.
 
-and starts with :func:`check_values`, which reads the inputs (already checked for shape, dtype and
-layout in Python, so every read is in bounds) and returns a nonzero status before anything is
-written when a value is bad. ``fastprop._validate.raise_for_status`` turns the status into a
-``ValueError`` that names the argument.
+Each entry point starts with :func:`check_values`, which reads the inputs (already checked for
+shape, dtype and layout in Python, so every read is in bounds) and returns a nonzero status before
+anything is written when a value is bad. ``fastprop._validate.raise_for_status`` turns the status
+into a ``ValueError`` that names the argument.
 """
 
 from __future__ import annotations
@@ -121,6 +122,15 @@ def weights(flat, layout, layer):
 def activations(work, layout, layer, batch):
     """View ``(batch, n_out)`` of layer ``layer``'s activations in the workspace ``work``."""
     return matrix_view(work, batch * layout[layer, A_OFF], batch, layout[layer, N_OUT])
+
+
+@jit(inline="always")
+def weight_scale(sample_weights):
+    """``1 / sum(sample_weights)``, summed in float64: exactly ``1 / batch`` for unit weights."""
+    total = 0.0
+    for w in sample_weights:
+        total += w
+    return 1.0 / total
 
 
 @jit(inline="always")

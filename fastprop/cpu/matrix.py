@@ -1,9 +1,9 @@
-"""Matrix-form backpropagation over a whole batch (seed 000, step 8), compiled with Numba.
+"""Matrix-form backpropagation over a whole batch, compiled with Numba.
 
 For a batch ``A_0 = X`` of shape ``(batch, n_0)``::
 
     forward    A_l = f_l(A_{l-1} W_l^T + b_l)                         one GEMM, one fused pass
-    output     D_L = (1 / batch) dloss/dZ_L, per-sample losses        one fused pass
+    output     D_L = diag(w / sum w) dloss/dZ_L, weighted losses      one fused pass
     backward   dW_l = D_l^T A_{l-1},  db_l = column sums of D_l       one GEMM, one pass
                D_{l-1} = (D_l W_l) * f'_{l-1}(A_{l-1})                one GEMM, one fused pass
 
@@ -64,6 +64,7 @@ from .common import (
     l2_penalty,
     parameter_count,
     total_width,
+    weight_scale,
     weights,
 )
 from .gemm import MR, NR_QUAD, PACK_COLUMNS, gemm, packed_gemm
@@ -417,27 +418,29 @@ def _forward_scores(layout, params, X, work, limit, pack):
 
 
 @jit
-def _loss_sum(layout, loss_id, Y, labels, scale, batch, work):
-    """After the forward pass: the sum of the samples' losses; the scores become the output
-    deltas, scaled by ``scale``."""
+def _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work):
+    """After the forward pass: the sum of the samples' weighted losses; the scores become the
+    output deltas, each scaled by its sample's weight times ``scale``."""
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, batch)
     row_losses = work[work.shape[0] - batch:]
-    batch_loss_and_delta(loss_id, activation_id(layout, last), Z, Y, labels, scale, row_losses)
+    batch_loss_and_delta(loss_id, activation_id(layout, last), Z, Y, labels, sample_weights, scale,
+                         row_losses)
     return row_losses.sum()
 
 
 @jit
-def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, limit, packed):
-    """Forward and backward pass over the rows of ``X``: their summed loss; ``grad`` (written)
-    is the gradient of ``scale`` times that sum. Products past ``limit`` go to
+def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work, limit,
+              packed):
+    """Forward and backward pass over the rows of ``X``: their summed weighted loss; ``grad``
+    (written) is the gradient of ``scale`` times that sum. Products past ``limit`` go to
     :func:`~fastprop.cpu.gemm.packed_gemm` where ``packed``, else to BLAS."""
     batch = X.shape[0]
     pack, transposed = _end_blocks(layout, batch, work)
     if not packed:
         pack = pack[:0]
     _forward_scores(layout, params, X, work, limit, pack)
-    total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
+    total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
     scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
         D = activations(work, layout, layer, batch)
@@ -457,7 +460,8 @@ def _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, limit, p
 
 
 @jit(parallel=True)
-def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_chunks):
+def _split_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work,
+                    n_chunks):
     """:func:`_gradient` of the whole batch, in ``n_chunks`` contiguous row blocks run by as
     many threads. The first writes ``grad``, the others their own gradient in ``work``; these
     are added to ``grad`` in block order."""
@@ -471,7 +475,8 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work, n_
         stop = (c + 1) * batch // n_chunks
         target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
         losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
-                              labels[start:stop], scale, target, work[c * size:(c + 1) * size],
+                              labels[start:stop], sample_weights[start:stop], scale, target,
+                              work[c * size:(c + 1) * size],
                               np.int64(SPLIT_GEMM), n_chunks > 1)
     total = losses[0]
     for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
@@ -497,41 +502,42 @@ def _add_gradients(grad, gradients, start, stop):
 
 
 @jit
-def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
-                   n_threads):
+def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
+                   work, n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, grad, work = borrowed(labels), borrowed(grad), borrowed(work)
+    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
+    grad, work = borrowed(grad), borrowed(work)
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
     batch = X.shape[0]
-    scale = work.dtype.type(1) / batch
+    scale = weight_scale(sample_weights)
     n_chunks = _chunk_count(layout, batch, n_threads)
     _check_workspace(layout, batch, n_chunks, work)
     if n_chunks == 1:
-        total = _gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
+        total = _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work,
                           np.int64(SMALL_GEMM), n_chunks > 1)
     else:
-        total = _split_gradient(layout, loss_id, params, X, Y, labels, scale, grad, work,
-                                n_chunks)
+        total = _split_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad,
+                                work, n_chunks)
     add_l2(layout, params, l2, grad)
     return OK, total * scale + l2_penalty(layout, params, l2)
 
 
 @jit
-def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
+def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, work = borrowed(labels), borrowed(work)
+    labels, sample_weights, work = borrowed(labels), borrowed(sample_weights), borrowed(work)
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
     batch = X.shape[0]
     _check_workspace(layout, batch, 1, work)
     _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), work[:0])
-    scale = work.dtype.type(1) / batch
-    total = _loss_sum(layout, loss_id, Y, labels, scale, batch, work)
+    scale = weight_scale(sample_weights)
+    total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
     return OK, total * scale + l2_penalty(layout, params, l2)
 
 

@@ -1,4 +1,4 @@
-"""Loop-form backpropagation (seed 000, step 2), compiled with Numba: no BLAS, explicit loops.
+"""Loop-form backpropagation, compiled with Numba: no BLAS, explicit loops.
 
 Per sample and per layer, from the top down, for each neuron ``j`` of layer ``m``::
 
@@ -53,6 +53,7 @@ from .common import (
     check_values,
     l2_penalty,
     total_width,
+    weight_scale,
     weights,
 )
 from .views import borrowed, matrix_view
@@ -190,10 +191,10 @@ def _forward_part(layout, params, X, first, g, lo, hi, acts):
 
 
 @jit
-def _samples(layout, loss_id, params, X, Y, labels, first, g, part, n_parts, scale, work,
-             with_grad):
+def _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, part, n_parts, scale,
+             work, with_grad):
     """Phase 1, share ``part`` of ``n_parts`` of the group of ``g`` samples from ``X[first]``:
-    their activations, losses and (``with_grad``) every layer's delta, in ``work``."""
+    their activations, weighted losses and (``with_grad``) every layer's delta, in ``work``."""
     lo, hi = _share(part, n_parts, g)
     acts, deltas, losses = _group_parts(layout, work, g)
     _forward_part(layout, params, X, first, g, lo, hi, acts)
@@ -201,8 +202,9 @@ def _samples(layout, loss_id, params, X, Y, labels, first, g, part, n_parts, sca
     Z = _outputs(layout, acts, last, g)
     D = activations(deltas, layout, last, g)
     for s in range(lo, hi):
-        losses[s] = loss_and_delta(loss_id, activation_id(layout, last), Z[s], Y, labels,
-                                   first + s, scale, D[s])
+        w = sample_weights[first + s]
+        losses[s] = w * loss_and_delta(loss_id, activation_id(layout, last), Z[s], Y, labels,
+                                       first + s, w * scale, D[s])
     if with_grad:
         for layer in range(last, 0, -1):
             W, _ = weights(params, layout, layer)
@@ -258,13 +260,13 @@ def _gradient_rows(layout, g, work, part, n_parts, grad, write):
 
 
 @jit(parallel=True)
-def _parallel_samples(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_parts,
-                      with_grad):
+def _parallel_samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scale,
+                      work, n_parts, with_grad):
     """Phase 1 (:func:`_samples`) of a group, its samples split into ``n_parts`` contiguous
     blocks run in parallel."""
     for part in prange(n_parts):
-        _samples(layout, loss_id, params, X, Y, labels, first, g, np.int64(part), n_parts,
-                 scale, work, with_grad)
+        _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, np.int64(part),
+                 n_parts, scale, work, with_grad)
 
 
 @jit(parallel=True)
@@ -276,18 +278,19 @@ def _parallel_gradient_rows(layout, g, work, n_parts, grad, write):
 
 
 @jit(inline="always")
-def _group(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_threads, grad):
+def _group(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scale, work,
+           n_threads, grad):
     """One group of ``g`` samples from ``X[first]``, both phases (in parallel when ``n_threads``
     is above one), the second only when ``grad`` is not empty; returns the group's summed
-    loss."""
+    weighted loss."""
     n_parts = min(g, n_threads)
     with_grad = grad.shape[0] > 0
     if n_parts == 1:  # one thread: no parallel region (it costs microseconds)
-        _samples(layout, loss_id, params, X, Y, labels, first, g, np.int64(0), n_parts, scale,
-                 work, with_grad)
+        _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, np.int64(0),
+                 n_parts, scale, work, with_grad)
     else:
-        _parallel_samples(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_parts,
-                          with_grad)
+        _parallel_samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scale,
+                          work, n_parts, with_grad)
     if with_grad:
         if n_parts == 1:
             _gradient_rows(layout, g, work, np.int64(0), n_parts, grad, first == 0)
@@ -301,42 +304,44 @@ def _group(layout, loss_id, params, X, Y, labels, first, g, scale, work, n_threa
 
 
 @jit
-def _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad):
-    """Every group of the batch in turn; returns the mean loss. The gradient goes into ``grad``
-    unless it is empty (the loss alone)."""
+def _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads, grad):
+    """Every group of the batch in turn; returns the weighted mean loss. The gradient goes into
+    ``grad`` unless it is empty (the loss alone)."""
     batch = X.shape[0]
-    scale = work.dtype.type(1) / batch
+    scale = weight_scale(sample_weights)
     total = scale * 0
     for first in range(0, batch, GROUP):
-        total += _group(layout, loss_id, params, X, Y, labels, first,
+        total += _group(layout, loss_id, params, X, Y, labels, sample_weights, first,
                         min(GROUP, batch - first), scale, work, n_threads, grad)
     return total * scale
 
 
 @jit
-def value_and_grad(layout, loss_id, params, X, Y, labels, l2, check_finite, grad, work,
-                   n_threads):
+def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
+                   work, n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, grad, work = borrowed(labels), borrowed(grad), borrowed(work)
+    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
+    grad, work = borrowed(grad), borrowed(work)
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
-    loss = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, grad)
+    loss = _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads, grad)
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
 
 
 @jit
-def loss(layout, loss_id, params, X, Y, labels, l2, check_finite, work, n_threads):
+def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, work = borrowed(labels), borrowed(work)
+    labels, sample_weights, work = borrowed(labels), borrowed(sample_weights), borrowed(work)
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
     no_grad = work[:0]
-    total = _all_groups(layout, loss_id, params, X, Y, labels, work, n_threads, no_grad)
+    total = _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads,
+                        no_grad)
     return OK, total + l2_penalty(layout, params, l2)
 
 

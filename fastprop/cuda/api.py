@@ -25,7 +25,7 @@ from .._kernel_ids import OUT_OVERLAPS_INPUT
 from ..spec import NetworkSpec
 from . import config, launch, matrix, naive, rows, runtime
 from .checks import FLAG_STATUS
-from .workspace import workspace
+from .workspace import Workspace, workspace
 
 #: The module that launches each form's kernels.
 FORMS = {"matrix": matrix, "naive": naive}
@@ -73,8 +73,21 @@ def _overlaps(out: Any, *inputs: Any) -> bool:
                for start, end in (runtime.address_range(a) for a in inputs if a.size))
 
 
+def _weights(spec: NetworkSpec, sample_weight: Any, batch: int,
+             ws: Workspace) -> tuple[Any, np.floating]:
+    """``(device weights, 1 / their sum)``: the workspace's ones for None, else the weights
+    checked on the host (a GPU array is copied there for the checks) and copied to the GPU."""
+    dtype = spec.dtype.type
+    if sample_weight is None:
+        return ws.unit_weights, dtype(1) / batch
+    if runtime.is_device_array(sample_weight):
+        sample_weight = runtime.to_host(sample_weight)
+    weights = v.check_sample_weight(sample_weight, spec.dtype, batch)
+    return runtime.to_device(weights), dtype(1 / weights.sum(dtype=np.float64))
+
+
 def _prepare(spec: NetworkSpec, form: str, params: Any, X: Any, Y: Any | None,
-             check_finite: bool) -> tuple[launch.Call, bool]:
+             check_finite: bool, sample_weight: Any = None) -> tuple[launch.Call, bool]:
     """The call's device arrays and settings, and whether any input was on the device."""
     runtime.cuda()  # the clear error first, where CUDA is missing
     d_params, params_on = _array("params", params, spec.dtype, spec.n_params)
@@ -85,10 +98,11 @@ def _prepare(spec: NetworkSpec, form: str, params: Any, X: Any, Y: Any | None,
         d_Y, labels, Y_on = ws.no_rows, ws.no_labels, False
     else:
         d_Y, labels, Y_on = _targets(spec, Y, batch, ws)
+    weights, scale = _weights(spec, sample_weight, batch, ws)
     ws.calls += 1
     call = launch.Call(ws, spec.dtype.name, spec.n_layers, spec.loss_id, d_params,
-                       d_X.reshape(d_X.size), d_Y, labels, batch, spec.n_outputs, spec.l2,
-                       bool(check_finite), ws.calls)
+                       d_X.reshape(d_X.size), d_Y, labels, weights, scale, batch,
+                       spec.n_outputs, spec.l2, bool(check_finite), ws.calls)
     return call, params_on or X_on or Y_on
 
 
@@ -102,7 +116,8 @@ def _loss(spec: NetworkSpec, call: launch.Call) -> float:
     return float(report[0])
 
 
-def value_and_grad(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str, out: Any = None,
+def value_and_grad(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
+                   sample_weight: Any = None, out: Any = None,
                    check_finite: bool = True) -> tuple[float, Any]:
     """:meth:`fastprop.MLP.value_and_grad` on the GPU.
 
@@ -115,6 +130,8 @@ def value_and_grad(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
         ``__cuda_array_interface__`` (integer labels on the GPU must be ``int64``).
     form : {"matrix", "naive"}
         The form of backpropagation: backend ``"cuda"`` or ``"cuda-naive"``.
+    sample_weight : array-like or GPU array, optional
+        One weight per sample, as for :meth:`fastprop.MLP.value_and_grad` (checked on the host).
     out : numpy.ndarray or GPU array, optional
         Where to write the gradient.
     check_finite : bool, default True
@@ -134,7 +151,7 @@ def value_and_grad(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
     fastprop.cuda.runtime.CudaUnavailableError
         Where numba-cuda or a GPU is missing.
     """
-    call, on_device = _prepare(spec, form, params, X, Y, check_finite)
+    call, on_device = _prepare(spec, form, params, X, Y, check_finite, sample_weight)
     host_out = None
     if out is None:
         grad = runtime.cuda().device_array(spec.n_params, spec.dtype)
@@ -155,7 +172,7 @@ def value_and_grad(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
 
 
 def loss(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
-         check_finite: bool = True) -> float:
+         sample_weight: Any = None, check_finite: bool = True) -> float:
     """:meth:`fastprop.MLP.loss` on the GPU.
 
     Parameters and errors as :func:`value_and_grad` (without ``out``).
@@ -165,7 +182,7 @@ def loss(spec: NetworkSpec, params: Any, X: Any, Y: Any, *, form: str,
     float
         The batch loss.
     """
-    call, _ = _prepare(spec, form, params, X, Y, check_finite)
+    call, _ = _prepare(spec, form, params, X, Y, check_finite, sample_weight)
     FORMS[form].loss(call)
     return _loss(spec, call)
 

@@ -39,15 +39,18 @@ class CudaBackend:
         return api
 
     def value_and_grad(self, spec: NetworkSpec, params: Any, X: Any, Y: Any, *,
-                       out: Any = None, check_finite: bool = True) -> tuple[float, Any]:
+                       sample_weight: Any = None, out: Any = None,
+                       check_finite: bool = True) -> tuple[float, Any]:
         """:meth:`fastprop.MLP.value_and_grad` (:func:`fastprop.cuda.api.value_and_grad`)."""
-        return self._api().value_and_grad(spec, params, X, Y, form=self.form, out=out,
+        return self._api().value_and_grad(spec, params, X, Y, form=self.form,
+                                          sample_weight=sample_weight, out=out,
                                           check_finite=check_finite)
 
-    def loss(self, spec: NetworkSpec, params: Any, X: Any, Y: Any, *,
+    def loss(self, spec: NetworkSpec, params: Any, X: Any, Y: Any, *, sample_weight: Any = None,
              check_finite: bool = True) -> float:
         """:meth:`fastprop.MLP.loss` (:func:`fastprop.cuda.api.loss`)."""
-        return self._api().loss(spec, params, X, Y, form=self.form, check_finite=check_finite)
+        return self._api().loss(spec, params, X, Y, form=self.form, sample_weight=sample_weight,
+                                check_finite=check_finite)
 
     def forward(self, spec: NetworkSpec, params: Any, X: Any, *,
                 check_finite: bool = True) -> Any:

@@ -119,11 +119,11 @@ def kernels(dtype: str) -> SimpleNamespace:
         return sb, ob
 
     @cuda.jit
-    def forward_backward(layout, loss_id, params, X, Y, labels, work, batch, scale, stride,
-                         block_rows, with_deltas, epoch, flags):
-        """Activations, per-sample losses and (``with_deltas``) deltas into the workspace;
-        ``block_rows`` samples at a time, each a row of ``stride`` (the widest layer) in the
-        shared sample buffers."""
+    def forward_backward(layout, loss_id, params, X, Y, labels, sample_weights, work, batch,
+                         scale, stride, block_rows, with_deltas, epoch, flags):
+        """Activations, weighted per-sample losses and (``with_deltas``) deltas into the
+        workspace; ``block_rows`` samples at a time, each a row of ``stride`` (the widest
+        layer) in the shared sample buffers."""
         cur = cuda.shared.array(ROWS_SIZE, ty)
         nxt = cuda.shared.array(ROWS_SIZE, ty)
         weights = cuda.shared.array(CAPACITY, ty)
@@ -167,9 +167,10 @@ def kernels(dtype: str) -> SimpleNamespace:
             for s in range(t, n_rows, NT):
                 if not bad:
                     start = s * stride
-                    work[loss_offset(layout, batch) + r0 + s] = loss_and_delta(
+                    w = sample_weights[r0 + s]
+                    work[loss_offset(layout, batch) + r0 + s] = w * loss_and_delta(
                         loss_id, layout[last, ACT], cur[start:start + n_out], Y, labels,
-                        r0 + s, scale, nxt[start:start + n_out])
+                        r0 + s, w * scale, nxt[start:start + n_out])
                     for k in range(n_out):
                         work[out + s * n_out + k] = nxt[start + k]
             cuda.syncthreads()

@@ -20,6 +20,8 @@ class Call:
 
     ``X`` is flat (``batch * n_inputs``); ``Y`` is ``(batch, n_outputs)`` or empty, ``labels``
     ``(batch,)`` or empty (one of them holds the targets; both empty in a forward pass).
+    ``weights`` holds the ``batch`` sample weights and ``scale`` is ``1 / sum(weights)`` in the
+    network's dtype.
     ``epoch`` numbers the call for the check flags (:mod:`fastprop.cuda.checks`).
     """
 
@@ -31,16 +33,13 @@ class Call:
     X: Any
     Y: Any
     labels: Any
+    weights: Any
+    scale: np.floating
     batch: int
     n_classes: int
     l2: np.floating
     check_finite: bool
     epoch: int
-
-    @property
-    def scale(self) -> np.floating:
-        """``1 / batch`` in the network's dtype."""
-        return np.dtype(self.dtype).type(1) / self.batch
 
 
 def blocks(n: int) -> int:
@@ -70,8 +69,8 @@ def check(call: Call) -> None:
 def loss_rows(call: Call) -> None:
     """Per-sample losses and the output deltas, from the last layer's scores."""
     rows.kernels().loss_rows[blocks(call.batch), config.THREADS_PER_BLOCK](
-        call.ws.layout, call.loss_id, call.ws.work, call.Y, call.labels, call.batch,
-        call.scale, call.epoch, call.ws.flags)
+        call.ws.layout, call.loss_id, call.ws.work, call.Y, call.labels, call.weights,
+        call.batch, call.scale, call.epoch, call.ws.flags)
 
 
 def finish(call: Call, grad: Any = None) -> None:

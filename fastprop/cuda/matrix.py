@@ -46,8 +46,9 @@ def _fused(call: launch.Call, with_deltas: bool) -> None:
     rows = fused.rows_per_block(sizes, call.dtype)
     fused.kernels(call.dtype).forward_backward[fused.grid(call.batch, rows),
                                                config.FUSED_THREADS](
-        call.ws.layout, call.loss_id, call.params, call.X, call.Y, call.labels, call.ws.work,
-        call.batch, call.scale, max(sizes), rows, with_deltas, call.epoch, call.ws.flags)
+        call.ws.layout, call.loss_id, call.params, call.X, call.Y, call.labels, call.weights,
+        call.ws.work, call.batch, call.scale, max(sizes), rows, with_deltas, call.epoch,
+        call.ws.flags)
 
 
 def _losses_and_deltas(call: launch.Call, with_deltas: bool) -> None:

@@ -1,4 +1,4 @@
-"""Loop-form backpropagation on the GPU (seed 000): one thread per (sample, neuron), one kernel
+"""Loop-form backpropagation on the GPU: one thread per (sample, neuron), one kernel
 per layer and step.
 
 For each layer ``l`` (``a_in`` its input, ``W``, ``b`` its parameters)::

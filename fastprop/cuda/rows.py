@@ -78,10 +78,10 @@ def kernels() -> SimpleNamespace:
     output_activation = retarget.output_activation()
 
     @cuda.jit
-    def loss_rows(layout, loss_id, work, Y, labels, batch, scale, epoch, flags):
-        """Each sample's loss into the workspace, and the output delta (``scale *
-        dloss/dz``) into the last layer's deltas. Nothing when a check failed (a label out of
-        range must not be read)."""
+    def loss_rows(layout, loss_id, work, Y, labels, weights, batch, scale, epoch, flags):
+        """Each sample's weighted loss into the workspace, and the output delta (``weight *
+        scale * dloss/dz``) into the last layer's deltas. Nothing when a check failed (a label
+        out of range must not be read)."""
         if failed(flags, epoch):
             return
         last = layout.shape[0] - 1
@@ -89,9 +89,10 @@ def kernels() -> SimpleNamespace:
         for i in range(cuda.grid(1), batch, cuda.gridsize(1)):
             z_start = act_offset(layout, last, batch) + i * n_out
             d_start = delta_offset(layout, last, batch) + i * n_out
-            work[loss_offset(layout, batch) + i] = loss_and_delta(
-                loss_id, layout[last, ACT], work[z_start:z_start + n_out], Y, labels, i, scale,
-                work[d_start:d_start + n_out])
+            w = weights[i]
+            work[loss_offset(layout, batch) + i] = w * loss_and_delta(
+                loss_id, layout[last, ACT], work[z_start:z_start + n_out], Y, labels, i,
+                w * scale, work[d_start:d_start + n_out])
 
     @cuda.jit
     def output_rows(layout, work, batch, out):

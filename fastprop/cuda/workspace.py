@@ -44,6 +44,8 @@ class Workspace:
         ``[loss, flags...]``, written by the last kernel; ``host_report`` is its host copy.
     no_labels, no_rows : device array
         Empty label and target arrays, passed where the targets are of the other kind.
+    unit_weights : device array
+        ``batch`` ones: the sample weights of an unweighted call.
     """
 
     layout: Any
@@ -58,6 +60,7 @@ class Workspace:
     host_report: np.ndarray
     no_labels: Any
     no_rows: Any
+    unit_weights: Any
 
 
 def weight_splits(layout: np.ndarray, batch: int, dtype: str) -> tuple[int, int]:
@@ -87,7 +90,8 @@ def _build(layout: np.ndarray, n_params: int, batch: int, dtype: np.dtype,
         report=cu.device_array(REPORT_SIZE, np.float64),
         host_report=np.empty(REPORT_SIZE, np.float64),
         no_labels=cu.device_array(0, np.int64),
-        no_rows=cu.device_array((0, int(layout[-1, N_OUT])), dtype))
+        no_rows=cu.device_array((0, int(layout[-1, N_OUT])), dtype),
+        unit_weights=cu.to_device(np.ones(batch, dtype)))
 
 
 def workspace(spec: NetworkSpec, form: str, batch: int) -> Workspace:
