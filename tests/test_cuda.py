@@ -101,6 +101,27 @@ def test_matches_cpu_matrix_backend(case, dtype, path):
 
 
 @needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [CASES[i] for i in (2, 4, 5)], ids=[IDS[i] for i in (2, 4, 5)])
+def test_sample_weights_match_cpu(case, dtype, path):
+    """Weights from the host and from the device, the loss alone too; bad weights are refused
+    as on the CPU."""
+    backend, _ = path
+    net = case.net(dtype)
+    params, X, Y = make_problem(net, case.batch, case.targets, seed=6)
+    weights = np.random.default_rng(7).uniform(0, 2, size=case.batch)
+    expected_loss, expected_grad = net.value_and_grad(params, X, Y, sample_weight=weights)
+    for given in (weights, *_device(weights)):
+        loss, grad = net.value_and_grad(params, X, Y, sample_weight=given, backend=backend)
+        assert rel_diff(loss, expected_loss) <= BACKEND_AGREEMENT_TOL[dtype]
+        assert rel_diff(grad, expected_grad) <= BACKEND_AGREEMENT_TOL[dtype]
+    only_loss = net.loss(params, X, Y, sample_weight=weights, backend=backend)
+    assert rel_diff(only_loss, expected_loss) <= BACKEND_AGREEMENT_TOL[dtype]
+    with pytest.raises(ValueError, match="non-negative"):
+        net.value_and_grad(params, X, Y, sample_weight=-weights, backend=backend)
+
+
+@needs_cuda
 @pytest.mark.parametrize("case", [CASES[i] for i in (1, 4, 5)], ids=[IDS[i] for i in (1, 4, 5)])
 def test_loss_and_forward_match_cpu(case, path):
     backend, _ = path
