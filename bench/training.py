@@ -9,6 +9,10 @@
    of 64 relu units, Adam, 50 epochs, batch 32, and no stopping before the 50th epoch
    (``n_iter_no_change=50``): the fit time of ``fastprop.MLPClassifier`` (float32) against
    scikit-learn's ``MLPClassifier`` with the same settings, and their test accuracy.
+3. The same digits network with ``solver="lbfgs"`` and ``max_iter=200`` (scikit-learn's other
+   settings): fit time and test accuracy of ``fastprop.MLPClassifier`` in float64 and float32
+   against scikit-learn's, and the floor that no implementation passes: the matrix products of
+   one full-batch gradient (NumPy's BLAS) times the number of gradients the fit evaluated.
 
 ``python -m bench.training`` (from the repository root) times the contenders together in
 interleaved rounds (``timing.interleaved``, as ``fastprop compare``), prints medians and ratios,
@@ -46,10 +50,13 @@ BATCH_SIZE = 32
 SGD_RATE = 0.01
 EPOCH_CONTENDERS = ("fastprop-matrix", "fastprop-naive", "sklearn", "torch")
 DIGITS_CONTENDERS = ("fastprop", "sklearn")
+LBFGS_CONTENDERS = ("fastprop", "fastprop-float32", "sklearn")
 DIGITS_EPOCHS = 50
+LBFGS_ITERATIONS = 200
 ACCURACY_SEEDS = (0, 1, 2, 3, 4)
 #: The library each contender needs.
-_NEEDS = {"sklearn": "sklearn", "torch": "torch", "fastprop": "sklearn"}
+_NEEDS = {"sklearn": "sklearn", "torch": "torch", "fastprop": "sklearn",
+          "fastprop-float32": "sklearn"}
 
 
 def _require(name: str) -> None:
@@ -146,14 +153,20 @@ def digits_data() -> tuple[np.ndarray, ...]:
                                   random_state=0, stratify=digits.target))
 
 
-def digits_model(name: str, seed: int = 0) -> Any:
-    """Target 2's unfitted classifier of contender ``name`` (from :data:`DIGITS_CONTENDERS`)."""
+def digits_model(name: str, seed: int = 0, solver: str = "adam") -> Any:
+    """The unfitted classifier of contender ``name``: target 2's (``"adam"``, from
+    :data:`DIGITS_CONTENDERS`) or target 3's (``"lbfgs"``, from :data:`LBFGS_CONTENDERS`)."""
     _require(name)
-    settings = {"hidden_layer_sizes": (64,), "activation": "relu", "solver": "adam",
-                "batch_size": BATCH_SIZE, "max_iter": DIGITS_EPOCHS,
-                "n_iter_no_change": DIGITS_EPOCHS, "random_state": seed}
-    if name == "fastprop":
-        return fp.MLPClassifier(**settings, dtype="float32")
+    settings = {"hidden_layer_sizes": (64,), "activation": "relu", "solver": solver,
+                "random_state": seed}
+    if solver == "lbfgs":
+        settings["max_iter"] = LBFGS_ITERATIONS
+    else:
+        settings.update(batch_size=BATCH_SIZE, max_iter=DIGITS_EPOCHS,
+                        n_iter_no_change=DIGITS_EPOCHS)
+    if name.startswith("fastprop"):
+        dtype = "float64" if name == "fastprop" and solver == "lbfgs" else "float32"
+        return fp.MLPClassifier(**settings, dtype=dtype)
     from sklearn.neural_network import MLPClassifier
 
     return MLPClassifier(**settings)
@@ -167,10 +180,31 @@ def digits_fit(model: Any) -> Any:
         return model.fit(X_train, y_train)
 
 
-def digits_accuracy(name: str, seed: int) -> float:
+def digits_accuracy(name: str, seed: int, solver: str = "adam") -> float:
     """Test accuracy of contender ``name`` trained from ``seed``."""
     _, X_test, _, y_test = digits_data()
-    return float(digits_fit(digits_model(name, seed)).score(X_test, y_test))
+    return float(digits_fit(digits_model(name, seed, solver)).score(X_test, y_test))
+
+
+def lbfgs_floor(evaluations: int) -> float:
+    """Seconds of the matrix products of ``evaluations`` full-batch digits gradients (forward,
+    weight gradients and the hidden delta) with NumPy's BLAS in float64: a floor for target 3."""
+    X_train = np.ascontiguousarray(digits_data()[0])
+    n, n_in = X_train.shape
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.normal(size=(64, n_in)), rng.normal(size=(10, 64))
+    A1, D2 = np.empty((n, 64)), rng.normal(size=(n, 10))
+
+    def products() -> None:
+        np.dot(X_train, W1.T, out=A1)
+        A1 @ W2.T
+        D2.T @ A1
+        D1 = D2 @ W2
+        D1.T @ X_train
+
+    products()
+    best = min(timing.time_once(products) for _ in range(20))
+    return best * evaluations
 
 
 class TrainingEpoch:
@@ -218,6 +252,31 @@ class DigitsFit:
     def track_test_accuracy(self, name: str) -> float:
         """Test accuracy from seed 0."""
         return digits_accuracy(name, 0)
+
+    track_test_accuracy.unit = "accuracy"  # type: ignore[attr-defined]
+
+
+class DigitsLbfgsFit:
+    """Target 3: L-BFGS fit time and test accuracy on digits (see the module notes)."""
+
+    params = (LBFGS_CONTENDERS,)
+    param_names = ("contender",)
+    timeout = 300.0
+
+    def setup(self, name: str) -> None:
+        """One thread; a new model (the first fit in the process compiles or loads fastprop's
+        kernels)."""
+        set_threads(1)
+        digits_fit(digits_model(name, solver="lbfgs"))
+        self.model = digits_model(name, solver="lbfgs")
+
+    def time_fit(self, name: str) -> None:
+        """Seconds per fit (up to 200 L-BFGS-B iterations)."""
+        digits_fit(self.model)
+
+    def track_test_accuracy(self, name: str) -> float:
+        """Test accuracy from seed 0."""
+        return digits_accuracy(name, 0, "lbfgs")
 
     track_test_accuracy.unit = "accuracy"  # type: ignore[attr-defined]
 
@@ -274,6 +333,22 @@ def main(argv: list[str] | None = None) -> None:
               f"{seconds / fit['fastprop']:6.1f}x fastprop's time   accuracy "
               f"min {min(accuracies):.4f} mean {statistics.mean(accuracies):.4f} "
               f"max {max(accuracies):.4f}")
+
+    models = {name: digits_model(name, solver="lbfgs") for name in LBFGS_CONTENDERS}
+    fitted = {name: digits_fit(model) for name, model in models.items()}
+    fit = _medians({name: functools.partial(digits_fit, model)
+                    for name, model in models.items()}, args.seconds)
+    print(f"\nTarget 3: digits, 64 relu, L-BFGS-B, max_iter {LBFGS_ITERATIONS} (median fit "
+          f"time; test accuracy over seeds {ACCURACY_SEEDS})")
+    for name, seconds in fit.items():
+        accuracies = [digits_accuracy(name, seed, "lbfgs") for seed in ACCURACY_SEEDS]
+        evaluations = getattr(fitted[name], "n_iter_", 0)
+        print(f"  {name:<16} {seconds * 1e3:9.1f} ms   "
+              f"{seconds / fit['sklearn']:6.2f}x sklearn's time   iterations {evaluations}   "
+              f"accuracy min {min(accuracies):.4f} mean {statistics.mean(accuracies):.4f} "
+              f"max {max(accuracies):.4f}")
+    print(f"  products floor   {lbfgs_floor(fitted['fastprop'].n_iter_) * 1e3:9.1f} ms   "
+          f"(the float64 products of one gradient per fastprop iteration, NumPy's BLAS)")
 
 
 if __name__ == "__main__":
