@@ -10,7 +10,7 @@ import pickle
 import numba
 import numpy as np
 import pytest
-from conftest import BACKENDS, make_problem
+from helpers import BACKENDS, make_problem
 
 import fastprop as fp
 from fastprop.cpu.backend import CpuBackend

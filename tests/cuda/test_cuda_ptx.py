@@ -1,7 +1,7 @@
 """Every CUDA kernel of fastprop compiles to PTX for a Hopper GPU (compute capability 9.0),
 without a GPU: the real numba-cuda compiler, which the simulator of ``test_cuda.py`` never runs.
 
-As a script, ``python tests/test_cuda_ptx.py`` compiles them and prints one line per kernel and
+As a script, ``python tests/cuda/test_cuda_ptx.py`` compiles them and prints one line per kernel and
 dtype, with how many float64 instructions the PTX has (few in float32: only the losses'); it
 needs numba-cuda and NVVM (the ``cuda-toolkit`` wheels with ``nvvm``, ``nvrtc`` and
 ``cudart``, in the ``test`` extra) and exits with 77 where NVVM is missing. The test runs it in

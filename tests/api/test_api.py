@@ -7,7 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, DTYPES, make_problem, rel_diff
+from helpers import BACKENDS, DTYPES, make_problem, rel_diff
 from reference import reference_forward, reference_loss, reference_loss_and_grad
 
 import fastprop as fp

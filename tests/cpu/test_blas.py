@@ -11,12 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import make_problem, rel_diff
+from reference import reference_loss_and_grad
 
 import fastprop as fp
 from fastprop.cpu import blas
 from fastprop.threads import blas_paths
-from tests.conftest import make_problem, rel_diff
-from tests.reference import reference_loss_and_grad
 
 SHAPES = [(5, 7, 3), (1, 9, 4), (6, 1, 1), (3, 4, 1), (1, 1, 1), (70, 33, 20)]
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import DTYPES
+from helpers import DTYPES
 from reference import reference_loss_and_grad
 
 import fastprop as fp

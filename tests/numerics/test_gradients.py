@@ -4,66 +4,28 @@ depth 1 and depth 9, batch 1 and odd batches, l2 on and off, float32 and float64
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, DTYPES, make_problem, rel_diff
+from helpers import (
+    BACKEND_AGREEMENT_TOL,
+    BACKENDS,
+    CASES,
+    DTYPES,
+    IDS,
+    make_problem,
+    rel_diff,
+)
 from reference import reference_loss_and_grad, torch_loss_and_grad
 
 import fastprop as fp
 from fastprop._kernel_ids import ACTIVATIONS, COMPATIBLE_OUTPUTS
 from fastprop.cpu.backend import CpuBackend
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    sizes: tuple[int, ...]
-    activation: str | tuple[str, ...]
-    output: str
-    loss: str
-    l2: float
-    batch: int
-    targets: str
-
-    def net(self, dtype) -> fp.MLP:
-        return fp.MLP(self.sizes, self.activation, self.output, self.loss, self.l2, dtype)
-
-
-CASES = [
-    Case("width-1", (1, 1, 1), "tanh", "identity", "squared", 0.0, 3, "rows"),
-    Case("depth-1-labels", (5, 3), (), "softmax", "cross_entropy", 0.0, 1, "labels"),
-    Case("depth-1-bce", (4, 2), (), "sigmoid", "binary_cross_entropy", 0.1, 7, "rows"),
-    Case("odd-widths", (7, 5, 3, 9, 2), ("sigmoid", "softplus", "leaky_relu"), "identity",
-         "squared", 1e-3, 5, "rows"),
-    Case("depth-9", (3, 4, 5, 4, 5, 4, 5, 4, 5, 3),
-         ("tanh", "sigmoid", "relu", "leaky_relu", "softplus", "identity", "tanh", "softplus"),
-         "softmax", "cross_entropy", 1e-2, 6, "soft"),
-    Case("hinge", (6, 8, 8, 4), "relu", "identity", "hinge", 1e-2, 9, "labels"),
-    Case("softmax-squared", (4, 6, 5), "tanh", "softmax", "squared", 0.0, 3, "rows"),
-    Case("sigmoid-squared", (4, 6, 3), "identity", "sigmoid", "squared", 0.5, 2, "rows"),
-    Case("onehot", (6, 10, 4), "softplus", "softmax", "cross_entropy", 0.0, 11, "onehot"),
-    Case("wider", (33, 65, 17), "relu", "softmax", "cross_entropy", 1e-4, 13, "labels"),
-    Case("bce-wide", (9, 31, 7), "leaky_relu", "sigmoid", "binary_cross_entropy", 0.0, 1,
-         "soft"),
-    # The compiled small products' every block kind (4 x 32, 4 x 16, 4 x 4, remainder rows)
-    # and the transposed weight gradient of a layer with fewer inputs than outputs.
-    Case("compiled-products", (4, 32, 16, 4), "tanh", "identity", "squared", 1e-3, 13, "rows"),
-    # Big enough for the matrix backend to split the batch among two threads (47 rows each:
-    # every block kind again), with integer labels sliced per thread.
-    Case("split-batch", (16, 64, 64, 8), "tanh", "softmax", "cross_entropy", 1e-3, 94,
-         "labels"),
-    # A wide layer under narrow ones: the naive backward once wrote past a narrowed buffer here.
-    Case("narrow-over-wide", (1, 2, 1, 1, 1), "identity", "identity", "squared", 0.0, 1, "rows"),
-]
-IDS = [case.name for case in CASES]
-
 # float32 carries about 7 digits; deep networks lose a few more through the chain rule.
 REFERENCE_TOL = {np.float32: 1e-5, np.float64: 1e-12}
 FINITE_DIFFERENCE_TOL = {np.float32: 5e-4, np.float64: 1e-6}
-BACKEND_AGREEMENT_TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
 
 def test_cases_cover_the_contract():

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DTYPES, make_problem, rel_diff
-from test_gradients import BACKEND_AGREEMENT_TOL, CASES, IDS
+from helpers import BACKEND_AGREEMENT_TOL, CASES, DTYPES, IDS, make_problem, rel_diff
 
 import fastprop as fp
 from fastprop.backends import get_backend, unavailable_reason

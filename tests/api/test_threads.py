@@ -16,7 +16,7 @@ import threading
 import numba
 import numpy as np
 import pytest
-from conftest import BACKENDS
+from helpers import BACKENDS
 
 import fastprop as fp
 

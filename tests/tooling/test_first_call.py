@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 
 import pytest
-from conftest import FRESH_NUMBA_CACHE
+from helpers import FRESH_NUMBA_CACHE
 
 pytest.importorskip("sklearn")
 

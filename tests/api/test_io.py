@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import DTYPES
+from helpers import DTYPES
 
 import fastprop as fp
 from fastprop import io

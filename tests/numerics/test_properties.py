@@ -4,7 +4,7 @@ each other and with the float64 reference, and every output has the documented s
 from __future__ import annotations
 
 import numpy as np
-from conftest import make_targets, rel_diff
+from helpers import make_targets, rel_diff
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import reference_loss_and_grad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, DTYPES, rel_diff
+from helpers import BACKENDS, DTYPES, rel_diff
 from reference import reference_loss_and_grad
 
 import fastprop as fp

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, make_problem
+from helpers import BACKENDS, make_problem
 
 import fastprop as fp
 from fastprop._kernel_ids import ACTIVATIONS

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_problem, rel_diff
+from helpers import make_problem, rel_diff
 
 import fastprop as fp
 
