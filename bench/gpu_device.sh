@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks on a machine with a CUDA GPU, from the repository root: tests/test_cuda*.py on
+# The GPU checks on a machine with a CUDA GPU, from the repository root: tests/cuda/ on
 # the real GPU, then `fastprop compare --preset gpu` (the GPU backends beside PyTorch, with the
 # preset's speed targets). Arguments are passed on to fastprop compare (e.g. --quick).
 #
@@ -26,7 +26,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi -L
 python3 -c "import numpy, numba, numba_cuda, torch; print('numpy', numpy.__version__, 'numba', \
 numba.__version__, 'numba-cuda', numba_cuda.__version__, 'torch', torch.__version__)"
-python3 -m pytest tests/test_cuda.py tests/test_cuda_ptx.py tests/test_cuda_bench.py -q -p no:cacheprovider 2>&1 | tee "$out/test_cuda.log"
+python3 -m pytest tests/cuda -q -p no:cacheprovider 2>&1 | tee "$out/test_cuda.log"
 tests=${PIPESTATUS[0]}
 python3 -m fastprop compare --preset gpu --no-progress --json "$out/gpu.json" "$@" 2>&1 \
     | tee "$out/gpu.log"
