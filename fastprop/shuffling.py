@@ -1,7 +1,7 @@
 """Random permutations for the epochs of :func:`fastprop.train`, drawn from a NumPy ``Generator``.
 
-``Generator.permutation(n)`` draws one bounded integer at a time (about 8 ns each: 82 µs for
-10,000 samples, 7% of a small network's training epoch). :func:`permutation` draws its random
+``Generator.permutation(n)`` draws one bounded integer at a time, a noticeable part of a small
+network's training epoch. :func:`permutation` draws its random
 numbers in one block, ``rng.integers(..., dtype=uint32)``, and runs the Fisher-Yates shuffle in
 compiled code, taking each bounded integer from a 32-bit draw by Lemire's multiply-and-shift
 with rejection ("Fast random integer generation in an interval", 2019), which is exactly

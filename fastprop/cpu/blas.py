@@ -3,11 +3,9 @@
 The matrix backend hands its large products (see :data:`fastprop.cpu.matrix.SMALL_GEMM`) to BLAS.
 numba's own ``np.dot`` would call SciPy's BLAS (``scipy.linalg.cython_blas``): in NumPy's and
 SciPy's wheels that is a second OpenBLAS with a thread pool of its own. Two pools in one process
-cost time twice over: eight 1024 x 1024 x 1024 float32 products ran 1.3 to 1.9% slower on SciPy's
-build than on NumPy's, and a program that also calls NumPy's BLAS wakes one pool while the other
-spins down. :func:`dot` calls ``cblas_sgemm`` or ``cblas_dgemm`` of NumPy's BLAS instead: the
-1024 x 1024 x 4 float32 gradient went from 1.054 to 1.033 times the time of its products done by
-NumPy, and the float64 one from 1.041 to 1.019 (README, performance notes).
+cost time twice over: a program that also calls NumPy's BLAS wakes one pool while the other spins
+down, and the two compete for the same cores. :func:`dot` calls ``cblas_sgemm`` or
+``cblas_dgemm`` of NumPy's BLAS instead, so that every product runs on NumPy's one pool.
 
 How. At import, every BLAS library loaded in the process (threadpoolctl finds them; NumPy's is
 loaded with NumPy) is searched for 64-bit-integer CBLAS products: ``scipy_cblas_sgemm64_`` and
@@ -18,9 +16,9 @@ calls by name, so cached kernels stay valid on any machine: the names are bound 
 
 Where no such symbols exist (a NumPy built on Accelerate, MKL or a 32-bit-integer OpenBLAS), or
 where the environment sets ``FASTPROP_NUMPY_DOT=1``, the two names are bound to a Python callback
-with the same C signature that multiplies with NumPy's ``np.dot``: the same BLAS, plus about
-9 µs per product to enter Python (a 128 x 128 x 128 float32 product took 29.5 µs that way, 20.4
-directly). ``PRODUCTS`` says which path is in use.
+with the same C signature that multiplies with NumPy's ``np.dot``: the same BLAS, plus the cost
+of entering Python for every product, which only small products notice. ``PRODUCTS`` says which
+path is in use.
 """
 
 from __future__ import annotations
@@ -174,11 +172,11 @@ def _choose_large_products() -> tuple[bool, str]:
     packed product of :mod:`fastprop.cpu.gemm`) rather than on the BLAS, and why.
 
     ``FASTPROP_LARGE_PRODUCTS=compiled`` or ``=blas`` decides. Otherwise the compiled products
-    are chosen where they were measured faster: numba compiles for a host with AVX-512 while
-    every loaded BLAS is an OpenBLAS whose kernels are not AVX-512 ones (its ``Haswell`` kernels
-    on an AVX-512 CPU it does not recognise, or where ``OPENBLAS_CORETYPE`` says so). There, one
-    thread's packed products ran 1.6 to 2 times faster than OpenBLAS's (README, performance
-    notes). Against OpenBLAS's AVX-512 kernels, MKL or Accelerate the BLAS keeps them."""
+    are chosen where they beat the BLAS: numba compiles for a host with AVX-512 while every
+    loaded BLAS is an OpenBLAS whose kernels are not AVX-512 ones (its ``Haswell`` kernels on an
+    AVX-512 CPU it does not recognise, or where ``OPENBLAS_CORETYPE`` says so), so that the
+    packed products use registers twice as wide as the BLAS's. Against OpenBLAS's AVX-512
+    kernels, MKL or Accelerate the BLAS keeps them."""
     setting = os.environ.get("FASTPROP_LARGE_PRODUCTS", "auto")
     if setting not in ("auto", "compiled", "blas"):
         raise ValueError(f"FASTPROP_LARGE_PRODUCTS must be auto, compiled or blas, got {setting!r}")

@@ -50,8 +50,8 @@ def all_finite(values):
 
     Sums ``v - v`` (0 for finite ``v``, NaN otherwise); ``reassoc`` lets the sums vectorise and
     does not allow ``v - v`` to be folded to 0 (that would need ``nnan``/``ninf``). The two halves
-    are summed side by side: twice the independent chains of SIMD additions, which the latency of
-    one addition bounds (0.10 µs less for the 4,224 parameters of a 32-wide 4-layer network).
+    are summed side by side: two independent chains of SIMD additions, where a single chain waits
+    for each addition to finish before the next.
     """
     flat = values.reshape(values.size)
     half = flat.shape[0] // 2
@@ -157,15 +157,15 @@ def activation_id(layout, layer):
 def layer_weights(flat, layout, layer):
     """Layer ``layer``'s weights in ``flat`` as one borrowed 1-D slice (loops over it start at 0,
     so numba's negative-index wraparound is provably dead and they vectorise; a loop from
-    ``layout[layer, W_OFF]`` did not, at 0.3 ns per element)."""
+    ``layout[layer, W_OFF]`` does not vectorise)."""
     return borrowed(flat)[layout[layer, W_OFF]:layout[layer, B_OFF]]
 
 
 @jit(fastmath={"reassoc"})
 def l2_penalty(layout, params, l2):
     """``l2 / 2 * sum ||W||^2`` over every layer's weights (not the biases); ``reassoc`` lets the
-    sum of squares run in SIMD lanes (a serial chain of additions took 4 us of a 21 us gradient
-    on a 64-64-10 network at batch 32)."""
+    sum of squares run in SIMD lanes (as one serial chain of additions it would cost a good part
+    of a small network's gradient)."""
     squares = l2 * 0
     if l2 != 0:
         for layer in range(layout.shape[0]):
@@ -191,12 +191,11 @@ def add_combination(coefficients, rows, out):
     """``out += sum_r coefficients[r] * rows[r]`` over every row of the 2-D ``rows``.
 
     Four rows per pass over ``out``: the four products share each load and store of ``out`` and
-    run as independent chains, where one row at a time made every addition wait for the previous
-    one through memory (twice as slow at width 32). The sum is grouped
-    ``((c0 v0 + c1 v1) + (c2 v2 + c3 v3))``.
+    run as independent chains, where one row at a time makes every addition wait for the previous
+    one through memory. The sum is grouped ``((c0 v0 + c1 v1) + (c2 v2 + c3 v3))``.
 
-    Inlined: the naive backend calls it for every row of the gradient, where a call cost about
-    30 ns, four times the arithmetic of a 256-wide row at batch 1.
+    Inlined: the naive backend calls it for every row of the gradient, and at batch 1 a call
+    costs more than the arithmetic of a row.
     """
     n = rows.shape[0]
     r = 0

@@ -1,10 +1,9 @@
 """Calling a compiled kernel without numba's per-call type dispatch.
 
 On every call, numba's dispatcher works out the numba type of every argument and looks the
-overload up: about 35 ns per argument, 0.35 to 0.45 µs for the backends' 11-argument kernels,
-which is a sixth of the whole gradient of a 4-layer 32-wide network at batch 1. Once a call with
-given argument types has run, :func:`compiled_entry` hands back the compiled overload that ran
-it, which takes the same arguments without the dispatch.
+overload up; for the backends' 11-argument kernels that is a sizeable part of a small network's
+whole gradient. Once a call with given argument types has run, :func:`compiled_entry` hands back
+the compiled overload that ran it, which takes the same arguments without the dispatch.
 
 The overload unboxes its arguments as the types it was compiled for, unchecked: it must only ever
 be called with arguments of exactly those numba types. For an array that type is its dtype,

@@ -35,11 +35,10 @@ and the gradients are then added in thread order (in a second parallel region fo
 each thread adding one part of every gradient). The result depends on the inputs and the thread
 count only. Every other gradient runs on the calling thread, its large products on the BLAS's
 threads, and never starts numba's thread pool: a gradient never has both pools working. Splitting
-the element-wise passes of a BLAS-bound gradient among numba threads as well made two spinning
-thread pools fight for the cores: on 2 cores, numba's OpenMP workers spinning after a ``prange``
-slowed the next GEMM 10 to 20 times (64 ms instead of 3.5 ms for a 256-wide network at batch 256).
-With SIMD passes, the serial element-wise work stays a small fraction of the GEMM time (see the
-README's performance notes).
+the element-wise passes of a BLAS-bound gradient among numba threads as well would make two
+thread pools fight for the cores: numba's OpenMP workers keep spinning after a ``prange`` and
+slow the next BLAS product many times over. With SIMD passes, the serial element-wise work stays
+a small fraction of the products' time.
 """
 
 from __future__ import annotations
@@ -155,20 +154,20 @@ def _end_blocks(layout, batch, work):
 
 #: Largest weight matrix (elements) for which a one-sample batch uses compiled loops, not BLAS.
 SMALL_PRODUCT = 256 * 256
-#: Largest product (multiply-adds) of a batch that goes to the compiled :func:`gemm`, not BLAS.
-#: Up to 64 x 128 x 128 the compiled kernel ran 1.6 to 3 times faster than BLAS, whose per-call
-#: overhead dominates there; larger products are left to BLAS's cache blocking and threads.
+#: Largest product (multiply-adds) of a batch that goes to the compiled :func:`gemm`, not BLAS:
+#: up to this size BLAS's per-call overhead dominates; larger products are left to BLAS's cache
+#: blocking and threads.
 SMALL_GEMM = 1 << 20
 #: Fewest rows of a batch per thread, and fewest multiply-adds (``batch x n_params``) of a
-#: gradient that splits among threads: one parallel region costs a few microseconds, the
-#: gradient of 16 x 32 x 4 (67,584) takes 8; 64 x 64 x 4 (1.06 million) took 64 on one thread.
+#: gradient that splits among threads: starting a parallel region costs about as much as a small
+#: network's whole gradient, so only gradients well above that cost split.
 MIN_CHUNK_ROWS = 16
 PARALLEL_WORK = 1 << 19
 #: In a batch split among threads, the largest product of a thread's rows, and the largest weight
 #: matrix (elements; read once per four rows, it stays in the core's cache up to this size), for
-#: which every product goes to :func:`~fastprop.cpu.gemm.gemm`. With the cores split this way,
-#: 256 x 256 x 4 took 2.5 ms in float64 (1.4 in float32), where products on OpenBLAS's two
-#: threads took 3.4 (2.4). Larger products of a split batch go to
+#: which every product goes to :func:`~fastprop.cpu.gemm.gemm`: up to these sizes, each thread
+#: running whole passes over its own rows beats sharing every product among the BLAS's threads,
+#: which synchronise once per product. Larger products of a split batch go to
 #: :func:`~fastprop.cpu.gemm.packed_gemm`, where :func:`~fastprop.cpu.blas.compiled_large_products`
 #: says so; otherwise the batch is not split and they go to BLAS.
 SPLIT_GEMM = 1 << 24
@@ -176,29 +175,26 @@ SPLIT_WEIGHTS = 1 << 16
 #: No limit: every product of a thread's rows compiled, the large ones packed.
 UNLIMITED = 1 << 62
 #: Fewest rows per thread for packed products: each packed column block serves every row block
-#: of the thread's rows, and with fewer rows the packing dominates (64 x 512 x 4 float32 on two
-#: threads, 32 rows each: 1.55 times the time of its products on BLAS, where 128 x 1024 x 2, 64
-#: rows each, took 0.83 times).
+#: of the thread's rows, and with fewer rows the copying costs more than it saves.
 PACKED_ROWS = 64
-#: Fewest parameters for which the threads' gradients are added in parallel (a second parallel
-#: region, a few microseconds): 4 million float32 took about 3 ms on one thread.
+#: Fewest parameters for which the threads' gradients are added in parallel: below it, starting
+#: a second parallel region costs more than adding them on one thread.
 PARALLEL_SUM = 1 << 18
 # The limits go to the compiled functions as ``np.int64(...)``: numba compiles a function again
 # for each constant argument (a literal type), and ``_gradient``, with everything it calls,
-# compiled twice, once per limit, for a quarter of this module's compile time.
+# would compile twice, once per limit.
 
 # A single sample's products are matrix-vector products, where a BLAS call costs more than the
-# arithmetic (about 0.1 us each): compiled loops do them. They work on four rows of ``W`` at a
-# time: the four dot products (or four scaled rows, see ``add_combination``) share each load of
-# the sample's row and run as independent chains, where one chain per row was latency-bound
-# (twice as slow at width 32).
+# arithmetic: compiled loops do them. They work on four rows of ``W`` at a time: the four dot
+# products (or four scaled rows, see ``add_combination``) share each load of the sample's row and
+# run as independent chains, where one chain per row waits on the latency of every addition.
 
 
 @jit(inline="always")
 def _compiled_gemm_fits(rows, inner, cols, limit):
     """Whether a ``rows x inner x cols`` product goes to :func:`~fastprop.cpu.gemm.gemm`: at
     least one micro-kernel block, every column in one (the row-by-row loop that takes a last
-    1 to 3 columns is latency-bound: 5.8 µs for 32 x 64 x 2, BLAS 0.46), and at most ``limit``
+    1 to 3 columns is latency-bound, slower than BLAS), and at most ``limit``
     multiply-adds (:data:`SMALL_GEMM`, where BLAS's overhead dominates, or :data:`SPLIT_GEMM` in a
     batch split among threads)."""
     return (rows >= MR and cols >= NR_QUAD and cols % NR_QUAD == 0
@@ -210,8 +206,8 @@ def _unpacked_fits(rows, inner, cols, limit, pack):
     """Whether :func:`~fastprop.cpu.gemm.gemm` takes a ``rows x inner x cols`` product: it
     fits ``limit`` and, where a pack block is given (a batch split among threads), its right
     operand is small enough to stay in the core's cache (:data:`SPLIT_WEIGHTS`). A larger one
-    goes to the packed product: 64 x 512 x 512 float32 products made a 128 x 512 x 4 gradient
-    on two threads 1.5 times slower than on BLAS."""
+    goes to the packed product: :func:`~fastprop.cpu.gemm.gemm` would read it from memory once
+    per four rows, slower than BLAS."""
     return (_compiled_gemm_fits(rows, inner, cols, limit)
             and (pack.shape[0] == 0 or inner * cols <= SPLIT_WEIGHTS))
 
@@ -275,8 +271,8 @@ def _product(A, B, out, limit, pack):
 @jit
 def _transpose_into(W, WT):
     """``WT = W^T``, four rows of ``W`` per pass, so that each row of ``WT`` is written four
-    elements at a time: one element at a time, the writes a row length apart collided in the
-    cache (36 µs instead of 2.9 for a 128 x 128 float32 ``W``)."""
+    elements at a time: one element at a time, the writes a row length apart collide in the
+    cache."""
     n_out, n_in = W.shape
     j = 0
     while j + 4 <= n_out:
@@ -341,10 +337,9 @@ def _transpose_times(D, A, out, limit, pack, transposed):
 
     The compiled product computes ``out^T = A^T D`` instead where ``out`` has fewer columns than
     rows (a layer with few inputs): both ways read contiguous rows (of ``A`` or of ``D``), and the
-    wider result fills the wide micro-kernel (32 x 32 x 4 float32: 0.13 µs, BLAS 0.45). The
-    packed product reads ``D^T`` from a copy in ``transposed``: read through the transposed
-    view, four elements per row of ``D`` a row length apart, its float32 products ran at 116
-    GFLOP/s instead of 201 (512 x 1024 rows of ``D``, the copy included)."""
+    wider result fills the wide micro-kernel. The packed product reads ``D^T`` from a copy in
+    ``transposed``: through the transposed view, its packing would read four elements per row of
+    ``D``, a row length apart, and wait on memory."""
     if D.shape[0] > 1 or out.size > SMALL_PRODUCT:
         n_out, n_in = out.shape
         rows = D.shape[0]
@@ -384,8 +379,7 @@ def _times_derivative(G, A, act):
 @jit
 def _column_sums(D, out):
     """``out[j] = sum_i D[i, j]``, four rows per pass over ``out``: a quarter of its loads and
-    stores, and of the loop overhead that dominates narrow layers (27 ns instead of 90 for a
-    32 x 4 float32 ``D``)."""
+    stores, and of the loop overhead that dominates narrow layers."""
     out[:] = 0
     n = D.shape[0]
     i = 0

@@ -24,9 +24,8 @@ The batch runs in groups of at most :data:`GROUP` samples, each in two phases:
 
 No thread has a gradient of its own, so there is nothing to add up after the parallel loops, and
 every number is summed in the same order whatever the thread count: the result depends only on
-the inputs, and is bitwise the same on any number of threads. (An earlier design gave each
-thread a gradient accumulator over its share of the samples; on two cores the accumulators'
-traffic and their final sum held the speedup at 1.6.)
+the inputs, and is bitwise the same on any number of threads. (A gradient accumulator per
+thread would add its memory traffic and a final sum to every call.)
 
 Workspace (see :func:`workspace_size`): for a group of ``g`` samples, a copy of its inputs and
 every layer's activations, each as a ``(g, width)`` matrix, then every layer's deltas the same
@@ -92,8 +91,8 @@ def _share(part, n_parts, n):
 
     The phases take ``part`` as an ``int64`` from every caller (``np.int64(0)``, not ``0``; not
     prange's ``uint64``): numba compiles a function again for each argument type, and for each
-    constant argument (a literal type), with everything it calls. Constant and ``uint64`` parts,
-    and ``True``/``False`` flags, had doubled this module's compile time."""
+    constant argument (a literal type), with everything it calls, so constant or ``uint64``
+    parts, and ``True``/``False`` flags, would compile this module's phases more than once."""
     part = np.int64(part)
     return part * n // n_parts, (part + 1) * n // n_parts
 
@@ -285,7 +284,7 @@ def _group(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scal
     weighted loss."""
     n_parts = min(g, n_threads)
     with_grad = grad.shape[0] > 0
-    if n_parts == 1:  # one thread: no parallel region (it costs microseconds)
+    if n_parts == 1:  # one thread: no parallel region (its start-up would buy nothing)
         _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, np.int64(0),
                  n_parts, scale, work, with_grad)
     else:

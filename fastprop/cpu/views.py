@@ -3,11 +3,11 @@
 The kernels see every weight matrix, gradient block and activation buffer as a view into a flat
 array. Two costs of numba's own views add up on small networks:
 
-- ``flat[start:stop].reshape(rows, cols)`` calls a C helper, about 16 ns per view; a gradient of a
-  small network builds about 30 views.
+- ``flat[start:stop].reshape(rows, cols)`` calls a C helper for every view, and a gradient of a
+  small network builds dozens of views.
 - Every view holds a reference to the flat array's owner, taken and released with atomic
-  operations, and numba adds more of them each time a view is passed on or rebound. On a 4-layer
-  32-wide network at batch 1 they were 28% of the gradient's time (measured with ``perf``).
+  operations, and numba adds more of them each time a view is passed on or rebound. On a small
+  network at batch 1 they are a large share of the gradient's time.
 
 :func:`borrowed` returns an array without an owner: slices, rows and views of it carry no reference
 either. It is only valid while the array it came from is alive, and must never be returned to
