@@ -44,12 +44,12 @@ def _serialized(function: Callable) -> Callable:
 class _ThreadState:
     """What one thread reuses between calls on one network with one backend."""
 
-    __slots__ = ("direct", "no_rows", "unit_weights", "work", "workspaces")
+    __slots__ = ("direct_calls", "no_rows", "unit_weights", "work", "workspaces")
 
     def __init__(self, spec: NetworkSpec) -> None:
         self.work: np.ndarray | None = None
         self.workspaces: dict[tuple[int, int], tuple[np.ndarray, int]] = {}
-        self.direct: dict[tuple, tuple] = {}
+        self.direct_calls: dict[tuple, tuple] = {}
         self.no_rows = np.empty((0, spec.n_outputs), dtype=spec.dtype)
         self.unit_weights: dict[int, np.ndarray] = {}
 
@@ -141,7 +141,7 @@ class CpuBackend:
                 state.work = np.empty(needed, dtype=spec.dtype)
                 # The batch sizes seen before move to the new buffer, and so do direct calls.
                 state.workspaces.clear()
-                state.direct.clear()
+                state.direct_calls.clear()
             found = state.workspaces[key] = (state.work, n_threads)
         return found
 
@@ -206,9 +206,9 @@ class CpuBackend:
                    params.flags.num & TYPE_FLAGS, X.flags.num & TYPE_FLAGS,
                    Y.flags.num & TYPE_FLAGS, out.flags.num & TYPE_FLAGS)
             state = getattr(spec.per_thread, self.name, None)
-            direct = None if state is None else state.direct.get(key)
-            if direct is not None:
-                entry, ones, work, n_threads, uses_threads = direct
+            direct_call = None if state is None else state.direct_calls.get(key)
+            if direct_call is not None:
+                entry, ones, work, n_threads, uses_threads = direct_call
                 if not uses_threads or n_threads == numba_threads():
                     Y_rows, labels = ((state.no_rows, Y) if Y.dtype is _INT64
                                       else (Y, v.NO_LABELS))
@@ -233,7 +233,7 @@ class CpuBackend:
         if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
             entry = compiled_entry(self._kernels.value_and_grad, args)
             if entry is not None:
-                self._state(spec).direct[key] = (self.guard(entry), weights, work, n_threads,
+                self._state(spec).direct_calls[key] = (self.guard(entry), weights, work, n_threads,
                                                  self._kernels.uses_threads(X.shape[0]))
         return loss, out
 

@@ -1,6 +1,6 @@
 """Large matrix products from compiled code, on the BLAS that NumPy itself uses.
 
-The matrix backend hands its large products (see :data:`fastprop.cpu.matrix.SMALL_GEMM`) to BLAS.
+The matrix backend hands its large products (see :data:`fastprop.cpu.products.SMALL_GEMM`) to BLAS.
 numba's own ``np.dot`` would call SciPy's BLAS (``scipy.linalg.cython_blas``): in NumPy's and
 SciPy's wheels that is a second OpenBLAS with a thread pool of its own. Two pools in one process
 cost time twice over: a program that also calls NumPy's BLAS wakes one pool while the other spins
@@ -163,8 +163,8 @@ PRODUCTS, _CALLBACKS = _bind()
 
 #: OpenBLAS's kernel families with AVX-512 products (threadpoolctl's ``architecture``).
 AVX512_OPENBLAS_KERNELS = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
-#: The symbol through which compiled code reads :data:`COMPILED_LARGE_PRODUCTS`.
-_LARGE_PRODUCTS_SYMBOL = "fastprop_compiled_large_products"
+#: The symbol through which compiled code reads the choice (:func:`packs_large_products`).
+_PACKS_LARGE_PRODUCTS_SYMBOL = "fastprop_packs_large_products"
 
 
 def _choose_large_products() -> tuple[bool, str]:
@@ -191,23 +191,27 @@ def _choose_large_products() -> tuple[bool, str]:
     return False, "blas"
 
 
-#: Whether large products of a batch split among threads are compiled (see
-#: :func:`_choose_large_products`), and the reason, for the comparison command's machine note.
-COMPILED_LARGE_PRODUCTS, LARGE_PRODUCTS = _choose_large_products()
-_large_products_flag = ctypes.c_int64(COMPILED_LARGE_PRODUCTS)
-binding.add_symbol(_LARGE_PRODUCTS_SYMBOL, ctypes.addressof(_large_products_flag))
+#: The choice of :func:`_choose_large_products` in words, with its reason, for the comparison
+#: command's machine note; compiled code reads the choice itself through
+#: :func:`packs_large_products`.
+_packs, LARGE_PRODUCTS = _choose_large_products()
+_packs_large_products_flag = ctypes.c_int64(_packs)
+binding.add_symbol(_PACKS_LARGE_PRODUCTS_SYMBOL, ctypes.addressof(_packs_large_products_flag))
 
 
 @intrinsic
-def compiled_large_products(typingctx):
-    """:data:`COMPILED_LARGE_PRODUCTS` (an int64), read from the process at run time: a global
-    baked into compiled code would be kept in numba's disk cache across processes and settings."""
+def packs_large_products(typingctx):
+    """Whether a batch split among threads sends its large products to the packed product
+    (:func:`_choose_large_products`; an int64, 1 or 0), read from the process at run time: a
+    global baked into compiled code would be kept in numba's disk cache across processes and
+    settings."""
 
     def codegen(context, builder, signature, args):
         module = builder.module
-        flag = module.globals.get(_LARGE_PRODUCTS_SYMBOL)
+        flag = module.globals.get(_PACKS_LARGE_PRODUCTS_SYMBOL)
         if flag is None:
-            flag = cgutils.add_global_variable(module, ir.IntType(64), _LARGE_PRODUCTS_SYMBOL)
+            flag = cgutils.add_global_variable(module, ir.IntType(64),
+                                               _PACKS_LARGE_PRODUCTS_SYMBOL)
         return builder.load(flag)
 
     return types.int64(), codegen

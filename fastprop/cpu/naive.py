@@ -86,8 +86,9 @@ def _band_rows(n_in):
 
 
 @jit(inline="always")
-def _share(part, n_parts, n):
-    """``(lo, hi)``: share ``part`` of ``range(n)`` cut into ``n_parts`` contiguous shares.
+def _part_bounds(part, n_parts, n):
+    """``(lo, hi)``: the bounds of part ``part`` of ``range(n)`` cut into ``n_parts`` contiguous
+    parts (a thread's share of the samples or of the rows).
 
     The phases take ``part`` as an ``int64`` from every caller (``np.int64(0)``, not ``0``; not
     prange's ``uint64``): numba compiles a function again for each argument type, and for each
@@ -194,7 +195,7 @@ def _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, pa
              work, with_grad):
     """Phase 1, share ``part`` of ``n_parts`` of the group of ``g`` samples from ``X[first]``:
     their activations, weighted losses and (``with_grad``) every layer's delta, in ``work``."""
-    lo, hi = _share(part, n_parts, g)
+    lo, hi = _part_bounds(part, n_parts, g)
     acts, deltas, losses = _group_parts(layout, work, g)
     _forward_part(layout, params, X, first, g, lo, hi, acts)
     last = layout.shape[0] - 1
@@ -252,7 +253,7 @@ def _gradient_rows(layout, g, work, part, n_parts, grad, write):
     written into ``grad`` (added to it unless ``write``)."""
     acts, deltas, _ = _group_parts(layout, work, g)
     for layer in range(layout.shape[0]):
-        lo, hi = _share(part, n_parts, layout[layer, N_OUT])
+        lo, hi = _part_bounds(part, n_parts, layout[layer, N_OUT])
         dW, db = weights(grad, layout, layer)
         _layer_gradient(_inputs(layout, acts, layer, g), activations(deltas, layout, layer, g),
                         dW, db, lo, hi, write)

@@ -11,8 +11,9 @@ Modules, one job each:
   tests to tiny values on the CUDA simulator;
 - :mod:`~fastprop.cuda.retarget`: the CPU core's scalar activation and loss functions compiled
   again as CUDA device functions (one source for both targets);
-- :mod:`~fastprop.cuda.rows`: per-sample device functions shared by the naive and fused kernels;
-- :mod:`~fastprop.cuda.checks`, :mod:`~fastprop.cuda.finish`: the input-value check and the last
+- :mod:`~fastprop.cuda.samples`: per-sample device functions shared by the naive and fused
+  kernels, and the per-sample loss and output kernels;
+- :mod:`~fastprop.cuda.checks`, :mod:`~fastprop.cuda.report`: the input-value check and the last
   kernel (gradient reduction, loss, the report read by the host);
 - :mod:`~fastprop.cuda.launch`: what a call hands the kernels, and the launches all forms share;
 - :mod:`~fastprop.cuda.naive`, :mod:`~fastprop.cuda.gemm`, :mod:`~fastprop.cuda.fused`: the

@@ -23,7 +23,7 @@ import numpy as np
 from .. import _validate as v
 from .._kernel_ids import OUT_OVERLAPS_INPUT
 from ..spec import NetworkSpec
-from . import config, launch, matrix, naive, rows, runtime
+from . import config, launch, matrix, naive, runtime, samples
 from .checks import FLAG_STATUS
 from .workspace import Workspace, workspace
 
@@ -204,9 +204,9 @@ def forward(spec: NetworkSpec, params: Any, X: Any, *, form: str, check_finite: 
 
     launch.check(call)
     FORMS[form].forward_pass(call)
-    rows.kernels().output_rows[launch.blocks(call.batch), config.THREADS_PER_BLOCK](
+    samples.kernels().output_rows[launch.blocks(call.batch), config.THREADS_PER_BLOCK](
         call.ws.layout, call.ws.work, call.batch, out)
     if check_finite:
-        launch.finish(call)
+        launch.reduce_and_report(call)
         _loss(spec, call)
     return out if on_device else runtime.to_host(out)

@@ -6,7 +6,7 @@ benign race with one outcome). A flag counts as set only when it holds the curre
 flags never need clearing, and a call that failed half-way leaves nothing behind for the next.
 Every kernel that reads labels or writes the gradient returns at once when a flag is set, so
 bad labels are never used as indices and the caller's ``out`` is left untouched;
-:mod:`fastprop.cuda.finish` reports the flags to the host with the loss. The flags' order is the
+:mod:`fastprop.cuda.report` reports the flags to the host with the loss. The flags' order is the
 CPU core's status order: labels, ``X``, ``Y``, ``params``.
 """
 

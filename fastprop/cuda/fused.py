@@ -12,7 +12,7 @@ threads take neighbouring neurons of the same samples, so a warp reads neighbour
 and one broadcast sample word: no bank conflicts. Each output is the same dot product, in the same
 order, as in the naive kernels. The activations go to the next layer through shared memory and
 are also stored in the workspace with the deltas, where one launch of :mod:`fastprop.cuda.gemm`'s
-``weights`` product turns them into the weight gradients and :mod:`fastprop.cuda.finish` sums
+``weights`` product turns them into the weight gradients and :mod:`fastprop.cuda.report` sums
 them: four launches per gradient (with the value check) whatever the depth, where the
 layer-by-layer matrix form needs ``2M + 3``.
 """
@@ -28,7 +28,7 @@ import numpy as np
 
 from .._kernel_ids import IDENTITY
 from .._layout import ACT, B_OFF, N_IN, N_OUT, W_OFF
-from . import checks, config, retarget, rows, runtime
+from . import checks, config, retarget, runtime, samples
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
 #: is how the CUDA simulator finds it to put its own in its place.
@@ -64,7 +64,7 @@ def kernels(dtype: str) -> SimpleNamespace:
     ROWS_SIZE = config.FUSED_ROW_BYTES[dtype] // itemsize  # (shared sizes must be constants)
     CAPACITY = config.FUSED_WEIGHT_BYTES[dtype] // itemsize
     RS, RN = config.FUSED_BLOCKING[dtype]
-    common = rows.device_functions()
+    common = samples.device_functions()
     act_offset, delta_offset = common.act_offset, common.delta_offset
     loss_offset = common.loss_offset
     failed = checks.kernels().failed

@@ -20,7 +20,7 @@ in their operands and epilogues:
     bias gradient ``db_l``, the row sums of ``D_l^T``, added up from the slices that the blocks
     of the first column of tiles stage anyway. The batch (the inner dimension) is cut into
     ``blockIdx.z`` splits, each writing its partial sums to its own slice of a buffer that
-    :mod:`fastprop.cuda.finish` sums in order: no atomics. Narrow layers take narrower tiles
+    :mod:`fastprop.cuda.report` sums in order: no atomics. Narrow layers take narrower tiles
     (:func:`weight_tiles`).
 """
 
@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from .._layout import ACT, B_OFF, N_IN, N_OUT, W_OFF
-from . import config, retarget, rows, runtime
+from . import config, retarget, runtime, samples
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
 #: is how the CUDA simulator finds it to put its own in its place.
@@ -80,7 +80,7 @@ def kernels(dtype: str, shape: Tiles) -> SimpleNamespace:
     LB = BN * BK // NT
     if LA * NT != BM * BK or LB * NT != BN * BK:
         raise ValueError(f"GEMM tiles {shape}: {NT} threads must divide BM * BK and BN * BK")
-    shared = rows.device_functions()
+    shared = samples.device_functions()
     act_offset, delta_offset = shared.act_offset, shared.delta_offset
     activate = retarget.activate()
     derivative = retarget.derivative()

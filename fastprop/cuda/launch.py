@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._layout import A_OFF
-from . import checks, config, rows
-from . import finish as finish_module
+from . import checks, config, report, samples
 from .workspace import Workspace
 
 
@@ -68,18 +67,18 @@ def check(call: Call) -> None:
 
 def loss_rows(call: Call) -> None:
     """Per-sample losses and the output deltas, from the last layer's scores."""
-    rows.kernels().loss_rows[blocks(call.batch), config.THREADS_PER_BLOCK](
+    samples.kernels().loss_rows[blocks(call.batch), config.THREADS_PER_BLOCK](
         call.ws.layout, call.loss_id, call.ws.work, call.Y, call.labels, call.weights,
         call.batch, call.scale, call.epoch, call.ws.flags)
 
 
-def finish(call: Call, grad: Any = None) -> None:
+def reduce_and_report(call: Call, grad: Any = None) -> None:
     """The last kernel: the report, and with ``grad``, the weight-gradient splits summed into it
     (the matrix form; the naive form writes ``grad`` itself)."""
     splits = call.ws.splits if grad is not None else 0
     n_params = call.params.shape[0]
-    finish_kernels = finish_module.kernels(call.dtype)
-    finish_kernels.finish[1 + (blocks(n_params) if splits else 0), config.THREADS_PER_BLOCK](
+    kernel = report.kernels(call.dtype).reduce_and_report
+    kernel[1 + (blocks(n_params) if splits else 0), config.THREADS_PER_BLOCK](
         call.ws.partials, splits, call.ws.layout, call.params, call.l2, call.ws.work,
         call.batch if call.Y.size or call.labels.size else 0, call.scale, call.epoch,
         call.ws.flags, call.params if grad is None else grad,  # (never written without splits)

@@ -77,10 +77,10 @@ def gradient(call: launch.Call, grad: Any) -> None:
                                             gemm.threads(shape)](
         call.ws.layout, call.X, call.ws.work, call.batch, call.ws.split_rows,
         call.ws.partials)
-    launch.finish(call, grad)
+    launch.reduce_and_report(call, grad)
 
 
 def loss(call: launch.Call) -> None:
     """The loss alone."""
     _losses_and_deltas(call, with_deltas=False)
-    launch.finish(call)
+    launch.reduce_and_report(call)

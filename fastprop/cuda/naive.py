@@ -10,8 +10,8 @@ For each layer ``l`` (``a_in`` its input, ``W``, ``b`` its parameters)::
 
 Every sum runs in increasing index order in one thread: the weight gradients are reduced over the
 batch without atomics, so a call gives the same bits every time. The loss, the checks and the
-report are the shared kernels of :mod:`fastprop.cuda.rows`, :mod:`fastprop.cuda.checks` and
-:mod:`fastprop.cuda.finish`.
+report are the shared kernels of :mod:`fastprop.cuda.samples`, :mod:`fastprop.cuda.checks` and
+:mod:`fastprop.cuda.report`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from .._kernel_ids import IDENTITY
 from .._layout import ACT, B_OFF, N_IN, N_OUT, W_OFF
-from . import checks, config, launch, retarget, rows, runtime
+from . import checks, config, launch, retarget, runtime, samples
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
 #: is how the CUDA simulator finds it to put its own in its place.
@@ -33,7 +33,7 @@ cuda: Any = None
 def kernels() -> SimpleNamespace:
     """``forward_layer``, ``backward_layer`` and ``weights_layer`` (any dtype)."""
     runtime.bind(globals())
-    shared = rows.device_functions()
+    shared = samples.device_functions()
     dot, act_offset, delta_offset = shared.dot, shared.act_offset, shared.delta_offset
     failed = checks.kernels().failed
     activate = retarget.activate()
@@ -119,7 +119,7 @@ def gradient(call: launch.Call, grad: Any) -> None:
         if layer > 0:
             k.backward_layer[launch.blocks(call.batch * n_in), config.THREADS_PER_BLOCK](
                 call.ws.layout, layer, call.params, call.ws.work, call.batch)
-    launch.finish(call)
+    launch.reduce_and_report(call)
 
 
 def loss(call: launch.Call) -> None:
@@ -127,4 +127,4 @@ def loss(call: launch.Call) -> None:
     launch.check(call)
     forward_pass(call)
     launch.loss_rows(call)
-    launch.finish(call)
+    launch.reduce_and_report(call)

@@ -1,7 +1,7 @@
 """Device buffers of one network, reused from call to call for each batch size.
 
 A :class:`Workspace` holds what the kernels of one backend need at one batch size (see
-:mod:`fastprop.cuda.rows` for the work buffer's arrangement); :func:`workspace` keeps the two
+:mod:`fastprop.cuda.samples` for the work buffer's arrangement); :func:`workspace` keeps the two
 most recently used per network, backend and calling thread, so alternating between a training
 batch size and a last, smaller batch allocates nothing.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from .._layout import N_OUT
 from ..spec import NetworkSpec
 from . import checks, config, gemm
-from .finish import REPORT_SIZE
+from .report import REPORT_SIZE
 from .runtime import cuda
 
 _KEPT = 2

@@ -143,12 +143,12 @@ def large_products(compiled: bool):
     """Large products of a split batch packed and compiled (``True``) or left to BLAS, whatever
     this machine's BLAS: for fresh networks only, since a network sizes its workspace under the
     setting of its first call (the setting is fixed at import outside tests)."""
-    before = blas._large_products_flag.value
-    blas._large_products_flag.value = int(compiled)
+    before = blas._packs_large_products_flag.value
+    blas._packs_large_products_flag.value = int(compiled)
     try:
         yield
     finally:
-        blas._large_products_flag.value = before
+        blas._packs_large_products_flag.value = before
 
 
 def _check_split_gradients(net, batch, targets):

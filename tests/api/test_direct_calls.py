@@ -39,7 +39,7 @@ def forbid_checked_path(monkeypatch):
 
 def direct_calls(net, backend="matrix"):
     """The calling thread's direct calls of ``net`` with ``backend``."""
-    return net.spec.per_thread.__dict__[backend].direct
+    return net.spec.per_thread.__dict__[backend].direct_calls
 
 
 def read_only(array):

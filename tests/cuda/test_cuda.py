@@ -20,7 +20,7 @@ from helpers import BACKEND_AGREEMENT_TOL, CASES, DTYPES, IDS, make_problem, rel
 
 import fastprop as fp
 from fastprop.backends import get_backend, unavailable_reason
-from fastprop.cuda import config, finish, fused, gemm, runtime, workspace
+from fastprop.cuda import config, fused, gemm, report, runtime, workspace
 
 REASON = runtime.unavailable_reason()
 needs_cuda = pytest.mark.skipif(REASON is not None, reason=f"CUDA backends: {REASON}")
@@ -45,7 +45,7 @@ PATHS = {
     "layered": ("cuda", {"FUSED_MAX_WIDTH": 0}),
     "naive": ("cuda-naive", {}),
 }
-BUILDERS = (gemm.kernels, fused.kernels, finish.kernels)
+BUILDERS = (gemm.kernels, fused.kernels, report.kernels)
 
 
 def _apply(monkeypatch: pytest.MonkeyPatch, settings: dict) -> None:
@@ -202,7 +202,7 @@ def test_device_arrays_in_and_out_without_host_copies(backend, monkeypatch):
     loss_out, returned = net.value_and_grad(d_params, d_X, d_Y, backend=backend, out=out)
     # Only the report (the loss and the checks' verdict) comes back to the host.
     assert transfers.to_device == []
-    assert transfers.to_host == [(finish.REPORT_SIZE,)] * 2
+    assert transfers.to_host == [(report.REPORT_SIZE,)] * 2
     assert runtime.is_device_array(grad) and returned is out
     assert rel_diff(loss, expected_loss) <= 1e-12 and loss_out == loss
     assert rel_diff(grad.copy_to_host(), expected_grad) <= 1e-12

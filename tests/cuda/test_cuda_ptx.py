@@ -26,16 +26,16 @@ def signatures(ty):
     from numba import float64, int64
     from numba import types as nt
 
-    from fastprop.cuda import checks, config, finish, fused, gemm, naive, rows
+    from fastprop.cuda import checks, config, fused, gemm, naive, report, samples
     vec, mat, ivec, layout = ty[::1], ty[:, ::1], int64[::1], int64[:, ::1]
     wide = gemm.kernels(ty.name, gemm.tiles(ty.name))
     narrow = gemm.kernels(ty.name, config.GEMM_NARROW_TILES[ty.name])
     flags = int64[::1]
     return [
         (checks.kernels().check_values, (ivec, int64, vec, vec, vec, nt.boolean, int64, flags)),
-        (rows.kernels().loss_rows, (layout, int64, vec, mat, ivec, vec, int64, ty, int64,
-                                    flags)),
-        (rows.kernels().output_rows, (layout, vec, int64, mat)),
+        (samples.kernels().loss_rows, (layout, int64, vec, mat, ivec, vec, int64, ty, int64,
+                                       flags)),
+        (samples.kernels().output_rows, (layout, vec, int64, mat)),
         (naive.kernels().forward_layer, (layout, int64, vec, vec, int64, vec, int64)),
         (naive.kernels().backward_layer, (layout, int64, vec, vec, int64)),
         (naive.kernels().weights_layer, (layout, int64, vec, vec, int64, vec, int64, ty, int64,
@@ -47,8 +47,8 @@ def signatures(ty):
         (fused.kernels(ty.name).forward_backward, (layout, int64, vec, vec, mat, ivec, vec,
                                                    vec, int64, ty, int64, int64, nt.boolean,
                                                    int64, flags)),
-        (finish.kernels(ty.name).finish, (vec, int64, layout, vec, ty, vec, int64, ty, int64,
-                                          flags, vec, float64[::1])),
+        (report.kernels(ty.name).reduce_and_report, (vec, int64, layout, vec, ty, vec, int64, ty,
+                                                     int64, flags, vec, float64[::1])),
     ]
 
 

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from .._layout import B_OFF, W_OFF
-from . import checks, config, rows, runtime
+from . import checks, config, runtime, samples
 
 #: ``numba.cuda``, bound by the kernel builders: the kernels name it as a module global, which
 #: is how the CUDA simulator finds it to put its own in its place.
@@ -32,12 +32,12 @@ REPORT_SIZE = 1 + checks.N_FLAGS
 
 @functools.cache
 def kernels(dtype: str) -> SimpleNamespace:
-    """``finish`` for ``dtype``."""
+    """``reduce_and_report`` for ``dtype``."""
     runtime.bind(globals())
     ty = numba.from_dtype(np.dtype(dtype))
     threads = config.THREADS_PER_BLOCK
     failed = checks.kernels().failed
-    loss_offset = rows.device_functions().loss_offset
+    loss_offset = samples.device_functions().loss_offset
 
     @cuda.jit(device=True, inline="always")
     def is_weight(layout, p):
@@ -67,7 +67,7 @@ def kernels(dtype: str) -> SimpleNamespace:
         return total
 
     @cuda.jit
-    def finish(partials, n_splits, layout, params, l2, work, n_rows, scale, epoch, flags,
+    def reduce_and_report(partials, n_splits, layout, params, l2, work, n_rows, scale, epoch, flags,
                grad, report):
         """Block 0: ``report = [mean loss of n_rows samples + l2 penalty, flags...]``; the
         other blocks: ``grad[p] = sum_s partials[s, p]`` (+ ``l2 * params[p]`` on weights)."""
@@ -98,4 +98,4 @@ def kernels(dtype: str) -> SimpleNamespace:
                 total += l2 * params[p]
             grad[p] = total
 
-    return SimpleNamespace(finish=finish)
+    return SimpleNamespace(reduce_and_report=reduce_and_report)

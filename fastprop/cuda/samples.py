@@ -1,10 +1,10 @@
-"""Per-sample work on the GPU: device functions shared by the naive and fused kernels, and the
-kernels that apply the loss or the output activation row by row (one thread per sample).
+"""Per-sample work on the GPU: the device functions that every kernel family shares (a dot
+product, the workspace's offsets), and the kernels that apply the loss or the output activation
+row by row (one thread per sample).
 
 The workspace (see :mod:`fastprop.cuda.workspace`) is one flat device array: every layer's
 activations for the batch (layer ``l``'s, ``batch x n_l`` row-major, at ``batch * A_OFF[l]``),
-then every layer's deltas in the same arrangement, then one loss per sample, then the partial
-weight gradients of the matrix form.
+then every layer's deltas in the same arrangement, then one loss per sample.
 """
 
 from __future__ import annotations
