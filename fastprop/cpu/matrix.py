@@ -85,9 +85,10 @@ PARALLEL_WORK = 1 << 19
 #: Fewest parameters for which the threads' gradients are added in parallel: below it, starting
 #: a second parallel region costs more than adding them on one thread.
 PARALLEL_SUM = 1 << 18
-# The product limits go to the compiled functions as ``np.int64(...)``: numba compiles a function
-# again for each constant argument (a literal type), and ``_gradient``, with everything it calls,
-# would compile twice, once per limit.
+# The product limits and the packing flag go to the compiled functions as ``np.int64(...)``,
+# ``np.bool_(...)`` or values computed at run time, never as Python constants: numba compiles a
+# function again for each constant argument (a literal type), and ``_gradient``, with everything
+# it calls, would compile once per limit and per flag.
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
@@ -227,19 +228,22 @@ def _column_sums(D, out):
 
 
 @jit
-def _forward_scores(layout, params, X, work, limit, pack):
-    """Forward pass: hidden activations and the last layer's scores, in the workspace."""
+def _forward_scores(layout, params, X, work, limit, packing):
+    """Forward pass: hidden activations and the last layer's scores, in the workspace. Products
+    past ``limit`` go to :func:`~fastprop.cpu.gemm.packed_gemm` where ``packing``, else to
+    BLAS."""
     batch = X.shape[0]
     last = layout.shape[0] - 1
-    _, transposed = _pack_and_transposed_blocks(layout, batch, work)
+    pack, transposed = _pack_and_transposed_blocks(layout, batch, work)
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
         WT = matrix_view(transposed, 0, layout[layer, N_IN], layout[layer, N_OUT])
         if layer == 0:
-            forward_product(X, W, A, WT, limit, pack)
+            forward_product(X, W, A, WT, limit, packing, pack)
         else:
-            forward_product(activations(work, layout, layer - 1, batch), W, A, WT, limit, pack)
+            forward_product(activations(work, layout, layer - 1, batch), W, A, WT, limit, packing,
+                            pack)
         _add_bias_and_activate(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
@@ -257,15 +261,13 @@ def _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work):
 
 @jit
 def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work, limit,
-              packed):
+              packing):
     """Forward and backward pass over the rows of ``X``: their summed weighted loss; ``grad``
     (written) is the gradient of ``scale`` times that sum. Products past ``limit`` go to
-    :func:`~fastprop.cpu.gemm.packed_gemm` where ``packed``, else to BLAS."""
+    :func:`~fastprop.cpu.gemm.packed_gemm` where ``packing``, else to BLAS."""
     batch = X.shape[0]
     pack, transposed = _pack_and_transposed_blocks(layout, batch, work)
-    if not packed:
-        pack = pack[:0]
-    _forward_scores(layout, params, X, work, limit, pack)
+    _forward_scores(layout, params, X, work, limit, packing)
     total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
     scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
@@ -273,14 +275,14 @@ def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad
         W, _ = weights(params, layout, layer)
         dW, db = weights(grad, layout, layer)
         if layer == 0:
-            weight_gradient(D, X, dW, limit, pack, transposed)
+            weight_gradient(D, X, dW, limit, packing, pack, transposed)
         else:
             A_in = activations(work, layout, layer - 1, batch)
-            weight_gradient(D, A_in, dW, limit, pack, transposed)
+            weight_gradient(D, A_in, dW, limit, packing, pack, transposed)
         _column_sums(D, db)
         if layer > 0:
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
-            backpropagate_delta(D, W, G, limit, pack)
+            backpropagate_delta(D, W, G, limit, packing, pack)
             _delta_from_activations(G, A_in, activation_id(layout, layer - 1))
     return total
 
@@ -361,7 +363,7 @@ def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite
         return status, l2 * 0
     batch = X.shape[0]
     _check_workspace(layout, batch, 1, work)
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), work[:0])
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), np.bool_(False))
     scale = weight_scale(sample_weights)
     total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
     return OK, total * scale + l2_penalty(layout, params, l2)
@@ -376,7 +378,7 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     if status != OK:
         return status
     _check_workspace(layout, X.shape[0], 1, work)
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), work[:0])
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), np.bool_(False))
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, X.shape[0])
     for i in range(X.shape[0]):

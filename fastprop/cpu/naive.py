@@ -279,12 +279,11 @@ def _parallel_gradient_rows(layout, g, work, n_parts, grad, write):
 
 @jit(inline="always")
 def _group(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scale, work,
-           n_threads, grad):
+           n_threads, with_grad, grad):
     """One group of ``g`` samples from ``X[first]``, both phases (in parallel when ``n_threads``
-    is above one), the second only when ``grad`` is not empty; returns the group's summed
-    weighted loss."""
+    is above one), the second (the gradient, into ``grad``) only with ``with_grad``; returns the
+    group's summed weighted loss."""
     n_parts = min(g, n_threads)
-    with_grad = grad.shape[0] > 0
     if n_parts == 1:  # one thread: no parallel region (its start-up would buy nothing)
         _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, np.int64(0),
                  n_parts, scale, work, with_grad)
@@ -304,15 +303,16 @@ def _group(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scal
 
 
 @jit
-def _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads, grad):
-    """Every group of the batch in turn; returns the weighted mean loss. The gradient goes into
-    ``grad`` unless it is empty (the loss alone)."""
+def _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads, with_grad,
+                grad):
+    """Every group of the batch in turn; returns the weighted mean loss. With ``with_grad`` the
+    gradient is written into ``grad``; without it ``grad`` is left alone (the loss alone)."""
     batch = X.shape[0]
     scale = weight_scale(sample_weights)
     total = scale * 0
     for first in range(0, batch, GROUP):
         total += _group(layout, loss_id, params, X, Y, labels, sample_weights, first,
-                        min(GROUP, batch - first), scale, work, n_threads, grad)
+                        min(GROUP, batch - first), scale, work, n_threads, with_grad, grad)
     return total * scale
 
 
@@ -326,7 +326,8 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, ch
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
-    loss = _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads, grad)
+    loss = _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads,
+                       np.bool_(True), grad)
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
 
@@ -339,9 +340,10 @@ def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
-    no_grad = work[:0]
+    # (``work[:0]`` stands in for the gradient: an array of its type, so that ``_all_groups``
+    # compiles once for both entry points; it is never read or written)
     total = _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads,
-                        no_grad)
+                        np.bool_(False), work[:0])
     return OK, total + l2_penalty(layout, params, l2)
 
 

@@ -25,8 +25,10 @@ of every addition.
 
 Every product writes straight into the view it is given (the gradient vector's, the
 workspace's). ``limit`` is the largest product that :func:`~fastprop.cpu.gemm.gemm` takes
-(:data:`SMALL_GEMM`, or :data:`SPLIT_GEMM` in a batch split among threads); ``pack`` is the packed
-product's column block, empty where no product may be packed.
+(:data:`SMALL_GEMM`, or :data:`SPLIT_GEMM` in a batch split among threads); ``packing`` says
+whether the products that :func:`~fastprop.cpu.gemm.gemm` does not take go to the packed product
+(a batch split among threads) rather than to BLAS, and ``pack`` is the packed product's column
+block.
 """
 
 from __future__ import annotations
@@ -71,14 +73,14 @@ def _fits_gemm(rows, inner, cols, limit):
 
 
 @jit(inline="always")
-def _use_gemm(rows, inner, cols, limit, pack):
+def _use_gemm(rows, inner, cols, limit, packing):
     """Whether a ``rows x inner x cols`` product goes to :func:`~fastprop.cpu.gemm.gemm`: it
-    fits (:func:`_fits_gemm`) and, where a pack block is given (a batch split among threads),
-    its right operand is small enough to stay in the core's cache (:data:`SPLIT_WEIGHTS`). A
+    fits (:func:`_fits_gemm`) and, where ``packing`` (a batch split among threads), its right
+    operand is small enough to stay in the core's cache (:data:`SPLIT_WEIGHTS`). A
     larger one goes to the packed product: :func:`~fastprop.cpu.gemm.gemm` would read it from
     memory once per four rows, slower than BLAS."""
     return (_fits_gemm(rows, inner, cols, limit)
-            and (pack.shape[0] == 0 or inner * cols <= SPLIT_WEIGHTS))
+            and (not packing or inner * cols <= SPLIT_WEIGHTS))
 
 
 @jit(inline="always")
@@ -125,15 +127,15 @@ def _transpose_into(W, WT):
 
 
 @jit(fastmath={"reassoc"})
-def forward_product(A, W, out, WT, limit, pack):
+def forward_product(A, W, out, WT, limit, packing, pack):
     """``out = A W^T``; ``reassoc`` lets each dot product of a single sample run in SIMD lanes.
     ``WT`` is room for ``W^T`` (``n_in x n_out``), which the compiled product reads by rows; the
     packed product packs its column blocks from ``W`` itself."""
     if A.shape[0] > 1 or W.size > SINGLE_SAMPLE_WEIGHTS:
-        if _use_gemm(A.shape[0], A.shape[1], W.shape[0], limit, pack):
+        if _use_gemm(A.shape[0], A.shape[1], W.shape[0], limit, packing):
             _transpose_into(W, WT)
             gemm(A, WT, out)
-        elif pack.shape[0] > 0:
+        elif packing:
             packed_gemm(A, W.T, out, pack)
         else:
             dot(A, W.T, out)
@@ -160,13 +162,13 @@ def forward_product(A, W, out, WT, limit, pack):
 
 
 @jit
-def backpropagate_delta(D, W, out, limit, pack):
+def backpropagate_delta(D, W, out, limit, packing, pack):
     """``out = D W``: the layer's delta ``D`` carried back through its weights to its inputs
     (before the inputs' activation derivative); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SINGLE_SAMPLE_WEIGHTS:
-        if _use_gemm(D.shape[0], D.shape[1], W.shape[1], limit, pack):
+        if _use_gemm(D.shape[0], D.shape[1], W.shape[1], limit, packing):
             gemm(D, W, out)
-        elif pack.shape[0] > 0:
+        elif packing:
             packed_gemm(D, W, out, pack)
         else:
             dot(D, W, out)
@@ -176,7 +178,7 @@ def backpropagate_delta(D, W, out, limit, pack):
 
 
 @jit
-def weight_gradient(D, A, out, limit, pack, transposed):
+def weight_gradient(D, A, out, limit, packing, pack, transposed):
     """``out = D^T A``: the layer's weight gradient from its delta ``D`` and inputs ``A``; one
     sample as an outer product.
 
@@ -188,11 +190,11 @@ def weight_gradient(D, A, out, limit, pack, transposed):
     if D.shape[0] > 1 or out.size > SINGLE_SAMPLE_WEIGHTS:
         n_out, n_in = out.shape
         rows = D.shape[0]
-        if n_in < n_out and _use_gemm(n_in, rows, n_out, limit, pack):
+        if n_in < n_out and _use_gemm(n_in, rows, n_out, limit, packing):
             gemm(A.T, D, out.T)
-        elif _use_gemm(n_out, rows, n_in, limit, pack):
+        elif _use_gemm(n_out, rows, n_in, limit, packing):
             gemm(D.T, A, out)
-        elif pack.shape[0] > 0:
+        elif packing:
             DT = matrix_view(transposed, 0, n_out, rows)
             _transpose_into(D, DT)
             packed_gemm(DT, A, out, pack)
