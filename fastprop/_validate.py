@@ -1,6 +1,6 @@
 """Every check of user input, in Python, before any compiled code runs.
 
-Policy (also in the README):
+Policy (docs/usage.md describes it for users):
 
 - Arrays are taken as they are, never copied or converted silently: ``params``, ``X``, float
   targets ``Y`` and ``out`` must be NumPy arrays of the network's dtype (``TypeError`` otherwise;
