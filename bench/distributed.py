@@ -165,6 +165,22 @@ def interleaved(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, f
     return {name: statistics.median(found) for name, found in times.items()}
 
 
+def chunk_seconds(workers: int, rounds: int, samples: int) -> float:
+    """The median time that the workers spent computing one chunk of the full-batch gradient,
+    over ``rounds`` more calls (Dask's task stream): about ``C / 2`` when each worker has a core
+    to itself, more when other processes compete for the cores."""
+    from distributed import get_task_stream
+
+    gradient = call(f"dask-{workers}", SIZES, samples)
+    with get_task_stream(client=cluster(workers)) as stream:
+        for _ in range(rounds):
+            gradient()
+    return statistics.median(
+        part["stop"] - part["start"] for record in stream.data
+        if "chunk_value_and_grad" in str(record["key"])
+        for part in record["startstops"] if part["action"] == "compute")
+
+
 def bandwidth(client: Client, sizes: tuple[int, ...] = (2**20, 2**26)) -> float:
     """Bytes per second from one worker to another: the difference of two transfer sizes over
     the difference of their times (medians of five), which leaves the tasks' cost out."""
@@ -192,13 +208,15 @@ def tasks(chunks: int) -> int:
 def model(compute: float, fixed: float, per_task: float, param_bytes: int, rate: float,
           workers: int) -> float:
     """Seconds of one distributed gradient on ``workers`` workers, one chunk each: the compute
-    split, the fixed cost of a call, the tasks' cost, the parameters' broadcast (a tree that
-    doubles its holders, ``ceil(log2 N)`` levels) and the gradient's reduction (3 transfers per
+    split; the cost of a call of two chunks (three tasks) on a tiny problem; each further task,
+    counted as serial (an upper bound: the chunks' tasks run in parallel, only the scheduler's
+    share of them does not); the parameters' spread to the workers (a tree that doubles its
+    holders at best, ``ceil(log2 N)`` levels) and the gradient's reduction (3 transfers per
     level of ``ceil(log4 N)``), of the flat vector each."""
-    broadcast = math.ceil(math.log2(workers)) if workers > 1 else 0
+    spread = math.ceil(math.log2(workers)) if workers > 1 else 0
     reduction = 3 * math.ceil(math.log(workers, 4)) if workers > 1 else 0
-    return (compute / workers + fixed + per_task * tasks(workers)
-            + (broadcast + reduction) * param_bytes / rate)
+    return (compute / workers + fixed + per_task * max(tasks(workers) - tasks(2), 0)
+            + (spread + reduction) * param_bytes / rate)
 
 
 def scaling_limit(compute: float, fixed: float, per_task: float, param_bytes: int,
@@ -217,6 +235,7 @@ def measure(rounds: int, samples: int = SAMPLES) -> dict[str, Any]:
     slows the two-worker case most on two cores)."""
     load = os.getloadavg()[0]
     gradient = interleaved({name: call(name, SIZES, samples) for name in CONTENDERS}, rounds)
+    chunk = {f"dask-{n}": chunk_seconds(n, rounds, samples) for n in (1, 2)}
     tiny = {}
     for chunks in TINY_CHUNKS:
         calls = {name: call(name, TINY_SIZES, TINY_CHUNK * chunks, chunks)
@@ -226,10 +245,11 @@ def measure(rounds: int, samples: int = SAMPLES) -> dict[str, Any]:
     few, many = TINY_CHUNKS
     per_task = (max(tiny[many]["dask-2"] - tiny[few]["dask-2"], 0.0)
                 / (tasks(many) - tasks(few)))
-    fixed = tiny[few]["dask-2"] - per_task * tasks(few)
+    fixed = tiny[few]["dask-2"]
     compute = gradient["one-process"]
     n_params = network(SIZES).n_params
     return {"load": (load, os.getloadavg()[0]), "samples": samples, "gradient": gradient,
+            "chunk": chunk,
             "tiny": tiny, "bandwidth": rate, "per_task": per_task, "fixed": fixed,
             "n_params": n_params,
             "predicted": {n: model(compute, fixed, per_task, 4 * n_params, rate, n)
@@ -252,13 +272,14 @@ def report(found: dict[str, Any], rounds: int) -> str:
         f"interleaved rounds (the tiny calls: {20 * rounds}); the machine's load average was "
         f"{found['load'][0]:.1f} before and {found['load'][1]:.1f} after.",
         "",
-        f"| full-batch gradient, 784-256-256-10, {found['samples']:,} samples, float32 | median "
-        f"| vs one process |",
-        "|---|---:|---:|",
+        f"| full-batch gradient, 784-256-256-10, {found['samples']:,} samples in {CHUNKS} "
+        f"chunks, float32 | median | vs one process | one chunk on its worker |",
+        "|---|---:|---:|---:|",
     ]
     for name in CONTENDERS:
+        on_worker = f"{found['chunk'][name]:.3f} s" if name in found["chunk"] else ""
         lines.append(f"| {name} | {gradient[name]:.3f} s | "
-                     f"{gradient['one-process'] / gradient[name]:.2f}x |")
+                     f"{gradient['one-process'] / gradient[name]:.2f}x | {on_worker} |")
     lines += [
         "",
         "| one call, 8-16-2 network, 16 samples per chunk | one process | dask-2 |",
@@ -269,9 +290,10 @@ def report(found: dict[str, Any], rounds: int) -> str:
                      f"{tiny[chunks]['dask-2'] * 1e3:.1f} ms |")
     lines += [
         "",
-        f"Model inputs: compute `C` = {gradient['one-process']:.3f} s (one process), fixed cost "
-        f"of a call `o` = {found['fixed'] * 1e3:.1f} ms and cost per task `t` = "
-        f"{found['per_task'] * 1e3:.2f} ms (from the {few}- and {many}-chunk calls), "
+        f"Model inputs: compute `C` = {gradient['one-process']:.3f} s (one process), cost of "
+        f"a call `o` = {found['fixed'] * 1e3:.1f} ms (the {few}-chunk call) and of each "
+        f"further task `t` = {found['per_task'] * 1e3:.2f} ms (from the {few}- and "
+        f"{many}-chunk calls), "
         f"bandwidth between two workers `B` = {found['bandwidth'] / 1e9:.2f} GB/s, "
         f"{found['n_params']:,} parameters (4 bytes each).",
         "",

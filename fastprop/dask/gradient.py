@@ -5,8 +5,8 @@ Each chunk of samples is one task: the compiled backend computes that chunk's lo
 them multiplied by the chunk's weight (its sample count, or the sum of its sample weights). A
 tree of :func:`fastprop.dask.tasks.add` tasks, ``split_every`` parts per node, sums those up on
 the workers; the driver divides by the total weight and adds the L2 term once. The parameters
-travel to every worker once per call (``client.scatter(..., broadcast=True)``), not in each
-task.
+are one key of the graph (:func:`shared`), which every chunk's task depends on: they travel to
+each worker once per call, not in each task.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from distributed import Client, Future
+from distributed import Client
 
 from ..network import MLP
 from . import checks, tasks
@@ -28,8 +28,8 @@ SPLIT_EVERY = 4
 
 
 def l2_term(net: MLP, params: np.ndarray) -> tuple[float, np.ndarray]:
-    """``l2 / 2 * sum ||W||^2`` and its gradient ``l2 * W`` (zero for the biases), in the
-    network's dtype, as the backends add them to a batch's loss and gradient."""
+    """``l2 / 2 * sum ||W||^2`` (summed in float64) and its gradient ``l2 * W`` (zero for the
+    biases, in the network's dtype): what the backends add to a batch's loss and gradient."""
     grad = np.zeros_like(params)
     penalty = 0.0
     if net.l2:
@@ -41,7 +41,14 @@ def l2_term(net: MLP, params: np.ndarray) -> tuple[float, np.ndarray]:
     return penalty, grad
 
 
-def _parts(task: Callable[..., tasks.Part], net: MLP, params: Future,
+def shared(params: np.ndarray) -> Any:
+    """``params`` as one key of a task graph. Each worker fetches it once, from a worker that
+    holds it; and, like any key, Dask computes it again if every worker that held it is lost (a
+    scattered array would be lost with them)."""
+    return dask.delayed(params, pure=True)
+
+
+def _parts(task: Callable[..., tasks.Part], net: MLP, params: Any,
            samples: checks.Samples, backend: str) -> list[Any]:
     """One delayed part per chunk of ``samples``, computed by ``task`` on the network without
     L2."""
@@ -71,12 +78,8 @@ def _tree(parts: list[Any], split_every: int) -> Any:
 def _reduce(task: Callable[..., tasks.Part], net: MLP, params: np.ndarray, samples: checks.Samples,
             backend: str, client: Client, split_every: int) -> tasks.Part:
     """The sum of ``task``'s parts over every chunk, computed on ``client``'s workers."""
-    scattered = client.scatter(params, broadcast=True, hash=False)
-    try:
-        total = client.compute(_tree(_parts(task, net, scattered, samples, backend),
-                                     split_every)).result()
-    finally:
-        scattered.release()
+    total = client.compute(_tree(_parts(task, net, shared(params), samples, backend),
+                                 split_every)).result()
     if not total.weight > 0:
         raise ValueError("sample_weight sums to 0: at least one weight must be positive")
     return total
@@ -170,7 +173,7 @@ def forward(net: MLP, params: np.ndarray, X: da.Array, backend: str = "matrix") 
 
     Nothing is computed here: each chunk's outputs are one task (:meth:`fastprop.MLP.forward`
     on the chunk), run by whatever computes the result. ``params`` is copied into the graph
-    once, as one key that the chunks' tasks share.
+    once, as one key that the chunks' tasks share (:func:`shared`).
 
     Parameters
     ----------
@@ -192,9 +195,8 @@ def forward(net: MLP, params: np.ndarray, X: da.Array, backend: str = "matrix") 
     params = checks.check_params(net, params)
     samples = checks.check_samples(net, X, targets=False)
     backend = checks.check_backend(backend)
-    shared = dask.delayed(params.copy(), pure=True)
     n_chunks = len(samples.bounds)
     return samples.X.map_blocks(
-        tasks.chunk_forward, net, shared, backend, n_chunks,
+        tasks.chunk_forward, net, shared(params.copy()), backend, n_chunks,
         chunks=(samples.X.chunks[0], (net.n_outputs,)), dtype=net.dtype,
         meta=np.empty((0, net.n_outputs), net.dtype))

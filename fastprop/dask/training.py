@@ -220,7 +220,8 @@ class _LocalSGD:
     def round(self, params: np.ndarray, epochs: int) -> list[tasks.Round]:
         """``epochs`` local epochs in every group from ``params``; the groups' results."""
         client = self.client
-        shared = client.scatter(params, broadcast=True, hash=False)
+        # One task holds the parameters (computed again if its worker is lost).
+        shared = client.submit(np.copy, params, pure=False)
         settings = {**self.settings, "epochs": epochs}
         results = [client.submit(tasks.local_epochs, self.net, shared, x, y, state, settings,
                                  where, pure=False)
