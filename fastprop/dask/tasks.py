@@ -135,19 +135,19 @@ class Round(NamedTuple):
 
 
 def local_epochs(net: fp.MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
-                 start: fp.TrainState | np.random.Generator, settings: dict[str, Any],
-                 where: Where) -> tuple[Round, fp.TrainState]:
-    """``fp.train`` on one group's samples from ``params`` (a copy), for ``settings["epochs"]``
-    epochs; ``start`` is the group's state from its last round, or its shuffle generator in the
-    first (whose data is then checked, as ``fp.train`` checks it)."""
+                 sample_weight: np.ndarray | None, start: fp.TrainState | np.random.Generator,
+                 settings: dict[str, Any], where: Where) -> tuple[Round, fp.TrainState]:
+    """``fp.train`` on one group's samples (and their weights) from ``params`` (a copy), for
+    ``settings["epochs"]`` epochs; ``start`` is the group's state from its last round, or its
+    shuffle generator in the first (whose data is then checked, as ``fp.train`` checks it)."""
     net = network(net)
     mine = params.copy()
     first = isinstance(start, np.random.Generator)
     resume = {"seed": start, "resume": None} if first else {"seed": None, "resume": start}
     with naming(where), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # divergence: the driver warns
-        history = fp.train(net, mine, _rows(X), _rows(Y), progress=False, check_finite=first,
-                           **resume, **settings)
+        history = fp.train(net, mine, _rows(X), _rows(Y), sample_weight=sample_weight,
+                           progress=False, check_finite=first, **resume, **settings)
     return Round(mine, history.loss, history.learning_rate, history.stopped), history.state
 
 

@@ -209,9 +209,17 @@ class _LocalSGD:
         self.settings = {"optimizer": options["optimizer"], "batch_size": options["batch_size"],
                          "shuffle": options["shuffle"], "backend": backend}
         # One block per group, held on the workers for the whole training.
-        X, Y = (array.rechunk({0: tuple(self.sizes)}) for array in (samples.X, samples.Y))
-        held = client.compute([*X.to_delayed().ravel(), *Y.to_delayed().ravel()])
-        self.X, self.Y = held[:len(self.sizes)], held[len(self.sizes):]
+        arrays = [samples.X, samples.Y]
+        if samples.sample_weight is not None:
+            arrays.append(samples.sample_weight)
+        blocks = [array.rechunk({0: tuple(self.sizes)}).to_delayed().ravel() for array in arrays]
+        held = client.compute([block for group in blocks for block in group])
+        n = len(self.sizes)
+        self.X, self.Y = held[:n], held[n:2 * n]
+        self.weights: list[Any] = held[2 * n:] or [None] * n
+        # The groups' shares in the average: their sample counts, or their weight sums.
+        self.shares = (client.gather(client.map(np.sum, self.weights)) if len(held) > 2 * n
+                       else self.sizes)
         stops = np.cumsum(self.sizes).tolist()
         self.where = [tasks.Where(g, len(self.sizes), stop - size, stop, "group")
                       for g, (size, stop) in enumerate(zip(self.sizes, stops, strict=True))]
@@ -223,10 +231,10 @@ class _LocalSGD:
         # One task holds the parameters (computed again if its worker is lost).
         shared = client.submit(np.copy, params, pure=False)
         settings = {**self.settings, "epochs": epochs}
-        results = [client.submit(tasks.local_epochs, self.net, shared, x, y, state, settings,
-                                 where, pure=False)
-                   for x, y, state, where in zip(self.X, self.Y, self.states, self.where,
-                                                 strict=True)]
+        results = [client.submit(tasks.local_epochs, self.net, shared, x, y, w, state,
+                                 settings, where, pure=False)
+                   for x, y, w, state, where in zip(self.X, self.Y, self.weights, self.states,
+                                                    self.where, strict=True)]
         rounds = client.gather([client.submit(tasks.round_result, result, pure=False)
                                 for result in results])
         self.states = [client.submit(tasks.round_state, result, pure=False)
@@ -235,11 +243,12 @@ class _LocalSGD:
         return rounds
 
     def average(self, rounds: list[tasks.Round], params: np.ndarray) -> None:
-        """Write the groups' parameters, weighted by their sample counts, into ``params``."""
+        """Write the groups' parameters, weighted by their sample counts (or weight sums),
+        into ``params``."""
         total = np.zeros(params.shape, np.float64)
-        for size, result in zip(self.sizes, rounds, strict=True):
-            total += size * result.params.astype(np.float64)
-        params[:] = total / sum(self.sizes)
+        for share, result in zip(self.shares, rounds, strict=True):
+            total += share * result.params.astype(np.float64)
+        params[:] = total / sum(self.shares)
 
     def record(self, history: History, rounds: list[tasks.Round], epochs: int) -> None:
         """Each epoch's loss over all groups (NaN from a group's divergence on)."""
@@ -252,7 +261,7 @@ class _LocalSGD:
 
     def close(self) -> None:
         """Let the workers drop the groups' data and states."""
-        for held in (*self.X, *self.Y, *self.states):
+        for held in (*self.X, *self.Y, *self.weights, *self.states):
             if hasattr(held, "release"):  # (the first round's states are generators)
                 held.release()
 
@@ -312,7 +321,9 @@ def train(net: MLP, params: np.ndarray, X: da.Array, Y: da.Array, *, method: str
         Full-batch L-BFGS-B on the distributed gradient, or local SGD with parameter averaging
         (see :mod:`fastprop.dask.training`).
     sample_weight : dask.array.Array, optional
-        ``"lbfgs"`` only: one weight per sample, as for :func:`fastprop.dask.value_and_grad`.
+        One weight per sample, as for :func:`fastprop.dask.value_and_grad`. With
+        ``"local-sgd"`` each group trains on its weighted samples, and the average weighs the
+        groups by their weight sums (every group needs a positive one).
     max_iter, max_fun, tol : optional
         ``"lbfgs"`` only: SciPy's ``maxiter`` (default 200), ``maxfun`` (15000) and ``gtol``
         (1e-5).
@@ -367,11 +378,10 @@ def train(net: MLP, params: np.ndarray, X: da.Array, Y: da.Array, *, method: str
         objective = Objective(net, X, Y, sample_weight, backend, client, split_every)
         history = _lbfgs(objective, params, options, callback, progress)
     else:
-        for name, value in (("sample_weight", sample_weight), ("split_every", split_every)):
-            if value is not None:
-                raise ValueError(f"{name}: an option of method='lbfgs', not of "
-                                 f"method='local-sgd'")
-        samples = checks.check_samples(net, X, Y)
+        if split_every is not None:
+            raise ValueError("split_every: an option of method='lbfgs', not of "
+                             "method='local-sgd'")
+        samples = checks.check_samples(net, X, Y, sample_weight)
         backend = checks.check_backend(backend)
         options = _check_local_sgd(options, samples.X.shape[0], backend)
         history = _local_sgd(net, params, samples, options, callback, progress, backend,

@@ -178,6 +178,20 @@ def test_local_sgd_of_one_group_is_fp_train(client):
     assert history.stopped == "epochs" and history.groups == 1
 
 
+def test_weighted_local_sgd_of_one_group_is_weighted_fp_train(client):
+    net = network()
+    params, X, Y = make_problem(net, 30, "labels")
+    weights = np.random.default_rng(6).uniform(0.5, 2.0, size=30)
+    expected = params.copy()
+    fp.train(net, expected, X, Y, optimizer=fp.SGD(0.1), epochs=2, batch_size=5,
+             sample_weight=weights, seed=np.random.default_rng(2).spawn(1)[0], progress=False)
+    fd.train(net, params, chunked(X, (12, 18)), chunked(Y, (12, 18)), method="local-sgd",
+             sample_weight=chunked(weights, (12, 18)), optimizer=fp.SGD(0.1), epochs=2,
+             batch_size=5, seed=2, groups=1, progress=False, client=client)
+    # (the average over one group divides by its weight sum after multiplying by it)
+    np.testing.assert_allclose(params, expected, rtol=1e-14, atol=1e-15)
+
+
 def test_local_sgd_converges_and_repeats_itself(client):
     net = network(sizes=(5, 16, 3), l2=1e-4)
     params, X, _ = make_problem(net, 200, "labels")
