@@ -34,6 +34,10 @@ from .training import History, train
 
 #: The backends ``train`` runs on: those whose compiled code runs on the CPU.
 TRAIN_BACKENDS = [name for name, backend in BACKENDS.items() if not backend.device]
+#: ``train --dask-method``'s choices (``fastprop.dask.train``'s methods).
+DASK_METHODS = ["local-sgd", "lbfgs"]
+#: Seconds that ``train --dask ADDRESS`` waits to connect to the scheduler.
+DASK_CONNECT_TIMEOUT = 5.0
 
 
 def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -232,6 +236,11 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
                          help="replace the text between the lines <!-- summary:start --> and "
                               "<!-- summary:end --> of this existing file (a README) by a "
                               "summary table of a few cases and a one-line stamp")
+    compare.add_argument("--dask", action="store_true",
+                         help="also time fastprop.dask.value_and_grad on the embedded local "
+                              "cluster (the batch in one chunk per worker, held on the workers; "
+                              "the parameters sent with every call), checked like the others; "
+                              "needs pip install \"fastprop[dask]\"")
     compare.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare.set_defaults(run=_compare, check=_check_compare)
 
@@ -264,6 +273,18 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--save", type=_output_path, metavar="PATH",
                          help="save the trained network here (.npz; fastprop.load reads it)")
     command.add_argument("--quiet", action="store_true", help="no line per epoch")
+    command.add_argument("--dask", nargs="?", const="", metavar="ADDRESS",
+                         help="train with fastprop.dask.train on a Dask cluster: the embedded "
+                              "local one, or the scheduler at ADDRESS (e.g. tcp://host:8786); "
+                              "the training images in one chunk per worker. Needs pip install "
+                              "\"fastprop[dask]\"")
+    command.add_argument("--dask-method", choices=DASK_METHODS, default="local-sgd",
+                         help="with --dask: local-sgd (each worker's group trains with "
+                              "--optimizer, --learning-rate, --batch-size and --backend for "
+                              "--epochs epochs, the parameters averaged after each) or lbfgs "
+                              "(full-batch L-BFGS on the distributed gradient, at most --epochs "
+                              "iterations; the optimizer options are not used) "
+                              "(default: %(default)s)")
     command.set_defaults(run=_train, check=_check_train)
 
 
@@ -330,6 +351,8 @@ def _check_compare(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     for batch, width, depth in _shapes(args):
         for dtype in args.dtype:
             _check_network(parser, option, [width] * (depth + 1), dtype, batch)
+    if args.dask:
+        _check_dask(parser)
     _check_contenders(parser, args)
 
 
@@ -395,6 +418,40 @@ def _check_readme(parser: argparse.ArgumentParser, path: Path) -> None:
         parser.error(f"argument --readme: {str(path)!r}: {problem}")
 
 
+def _check_dask(parser: argparse.ArgumentParser) -> None:
+    """``parser.error`` unless :mod:`fastprop.dask` imports (Dask and distributed installed)."""
+    try:
+        import fastprop.dask  # noqa: F401
+    except ImportError as error:
+        parser.error(f"--dask needs Dask and distributed: pip install \"fastprop[dask]\" "
+                     f"({error})")
+
+
+def _connect(parser: argparse.ArgumentParser, address: str) -> object:
+    """A :class:`distributed.Client` of the scheduler at ``address``; ``parser.error`` in one
+    line when none answers within :data:`DASK_CONNECT_TIMEOUT` seconds.
+
+    The address is tried with a bare connection first: a client that fails to connect is
+    left half made, and its finalizer prints a traceback when the interpreter exits.
+    """
+    import asyncio
+
+    from distributed import Client
+    from distributed.comm import connect
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=DASK_CONNECT_TIMEOUT)
+        await comm.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as error:  # (OSError, TimeoutError, ValueError for a bad address...)
+        why = " ".join(str(error).split()) or type(error).__name__
+        parser.error(f"argument --dask: cannot connect to a Dask scheduler at {address!r} "
+                     f"within {DASK_CONNECT_TIMEOUT:g} s: {why}")
+    return Client(address, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
+
+
 def _check_contenders(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """``parser.error`` when none of the backends and peers asked for can run here."""
     if any(unavailable_reason(name) is None for name in args.backends):
@@ -444,11 +501,18 @@ def _check_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
                      f"images), got {args.batch_size}")
     _check_network(parser, "--hidden", [X_train.shape[1], *args.hidden, 10], args.dtype,
                    args.batch_size)
+    args.client = None
+    if args.dask is not None:
+        _check_dask(parser)
+        if args.dask:
+            args.client = _connect(parser, args.dask)
 
 
 def _train(args: argparse.Namespace) -> int:
     """Run ``train`` (options checked by :func:`parse_args`)."""
     threads.set_num_threads(args.threads)
+    if args.dask is not None:
+        return _train_dask(args)
     X_train, X_test, y_train, y_test = _digits(args.dtype)
     net = MLP([64, *args.hidden, 10], args.activation, output="softmax", loss="cross_entropy",
               dtype=args.dtype)
@@ -479,6 +543,64 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _accuracy(net: MLP, params: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+    """The share of the images in ``X`` whose predicted class is ``y``'s."""
+    return float(np.mean(net.predict(params, X) == y))
+
+
+def _train_dask(args: argparse.Namespace) -> int:
+    """Run ``train --dask``: :func:`fastprop.dask.train` on the embedded cluster or the
+    scheduler of ``--dask ADDRESS`` (connected by :func:`_check_train`)."""
+    import dask.array as da
+
+    import fastprop.dask as fpd
+
+    X_train, X_test, y_train, y_test = _digits(args.dtype)
+    net = MLP([64, *args.hidden, 10], args.activation, output="softmax", loss="cross_entropy",
+              dtype=args.dtype)
+    client = fpd.get_client(args.client)
+    workers = len(client.scheduler_info()["workers"])
+    rows = math.ceil(len(X_train) / max(workers, 1))
+    X = da.from_array(X_train, chunks=(rows, -1))
+    y = da.from_array(y_train, chunks=(rows,))
+    where = f"on {args.dask}" if args.dask else "on the embedded local cluster"
+    if args.dask_method == "lbfgs":
+        options: dict = {"max_iter": args.epochs}
+        plan = f"L-BFGS, at most {args.epochs} iterations"
+        unit = "iteration"
+    else:
+        optimizer = OPTIMIZERS[args.optimizer](
+            *([] if args.learning_rate is None else [args.learning_rate]))
+        options = {"optimizer": optimizer, "epochs": args.epochs, "batch_size": args.batch_size,
+                   "seed": args.seed, "backend": args.backend}
+        plan = (f"local SGD, optimizer {optimizer}; {args.epochs} epochs of batches of "
+                f"{args.batch_size} in each worker's group, averaged after each; backend "
+                f"{args.backend}")
+        unit = "epoch"
+    print(f"digits: {len(X_train)} training and {len(X_test)} test images, 10 classes, in "
+          f"chunks of {rows}\nnetwork: {net}\n{plan}\ndask: {workers} workers {where}")
+
+    def report(history: fpd.History) -> None:
+        print(f"{unit} {len(history.loss):>4}/{args.epochs}  loss {history.loss[-1]:.4f}  "
+              f"test accuracy {_accuracy(net, params, X_test, y_test):.4f}")
+
+    params = net.init(seed=args.seed)
+    try:
+        history = fpd.train(net, params, X, y, method=args.dask_method, client=client,
+                            callback=None if args.quiet else report, progress=False, **options)
+    finally:
+        if args.client is not None:
+            args.client.close()
+    done = len(history.loss)
+    print(f"test accuracy {_accuracy(net, params, X_test, y_test):.4f} after {done} "
+          f"{unit}{'s' if done != 1 else ''} in {history.seconds:.3f} s ({args.dask_method} on "
+          f"{workers} workers, stopped: {history.stopped})")
+    if args.save is not None:
+        save(args.save, net, params)
+        print(f"saved to {args.save} (fastprop.load reads it)")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     """Run ``compare`` (options checked by :func:`parse_args`)."""
     if args.threads is not None:
@@ -489,7 +611,8 @@ def _compare(args: argparse.Namespace) -> int:
     max_call = min(args.max_call, 0.5) if args.quick else args.max_call
     outputs = Outputs(args.json, args.plot, args.markdown, args.readme,
                       ("fastprop", *args.argv))
-    return run(cross(_shapes(args), args.dtype), contenders(args.backends, args.peers), baseline,
+    return run(cross(_shapes(args), args.dtype),
+               contenders(args.backends, args.peers, dask=args.dask), baseline,
                seconds, max_call, outputs, progress=not args.no_progress,
                targets=preset.targets)
 
@@ -506,11 +629,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     The command line is checked first (:func:`parse_args`): a bad one exits with status 2 before
     any work. Run as a command (``argv`` None), ``compare`` then starts itself again with
     :data:`COMPARE_ENVIRONMENT` (OpenBLAS reads it only when loaded), unless those variables are
-    set already.
+    set already. Run as a command, it closes the embedded Dask cluster of ``--dask`` before it
+    returns; called with ``argv``, it leaves it up for the caller's next call.
     """
     args = parse_args(argv)
     unset = {k: v for k, v in COMPARE_ENVIRONMENT.items() if k not in os.environ}
     if argv is None and args.command == "compare" and unset:
         os.environ.update(unset)
         os.execv(sys.executable, [sys.executable, "-m", "fastprop", *sys.argv[1:]])
-    return args.run(args)
+    try:
+        return args.run(args)
+    finally:
+        if argv is None and "fastprop.dask" in sys.modules:  # (a caller's cluster stays up)
+            sys.modules["fastprop.dask"].close_embedded()

@@ -8,7 +8,8 @@ as WRONG and not timed. Then all are timed together, in interleaved rounds (:mod
 medians are reported (:mod:`.report`).
 
 Contenders: fastprop's backends (``fastprop.BACKENDS``; the GPU ones only where a GPU is, not on
-numba's CUDA simulator) and the peers of :mod:`.peers`.
+numba's CUDA simulator), the peers of :mod:`.peers`, and, when asked for, ``dask``:
+:func:`fastprop.dask.value_and_grad` on the embedded local cluster (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from ..backends import BACKENDS, unavailable_reason
 from ..cuda import runtime as cuda_runtime
 from ..network import MLP
-from . import peers
+from . import distributed, peers
 from .cases import Case, Target
 from .machine import machine, machine_note
 from .problems import problem
@@ -35,7 +36,8 @@ __all__ = ["TOLERANCE", "contenders", "run", "run_case"]
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
 
 
-def contenders(backends: Sequence[str], asked_peers: Sequence[str] | None) -> list[str]:
+def contenders(backends: Sequence[str], asked_peers: Sequence[str] | None,
+               dask: bool = False) -> list[str]:
     """The backends and peers that can run here, in order, after a line for each one asked
     for that cannot, saying why.
 
@@ -45,12 +47,15 @@ def contenders(backends: Sequence[str], asked_peers: Sequence[str] | None) -> li
         Names in ``fastprop.BACKENDS``.
     asked_peers : sequence of str or None
         Names in :data:`.peers.PEERS`; None for every peer installed, silently.
+    dask : bool
+        Add the distributed contender (:data:`.distributed.DASK`) last.
 
     Returns
     -------
     list of str
     """
-    names = [*backends, *(peers.available_peers() if asked_peers is None else asked_peers)]
+    names = [*backends, *(peers.available_peers() if asked_peers is None else asked_peers),
+             *([distributed.DASK] if dask else [])]
     skipped = {name: why for name in names if (why := _unavailable(name)) is not None}
     for name, why in skipped.items():
         print(f"not available, skipped: {name} ({why})")
@@ -59,6 +64,8 @@ def contenders(backends: Sequence[str], asked_peers: Sequence[str] | None) -> li
 
 def _unavailable(name: str) -> str | None:
     """Why backend or peer ``name`` cannot be timed here, or None."""
+    if name == distributed.DASK:
+        return distributed.unavailable_reason()
     return unavailable_reason(name) if name in BACKENDS else peers.unavailable_reason(name)
 
 
@@ -86,7 +93,8 @@ def _calls(case: Case, names: Sequence[str],
         if name in BACKENDS:
             calls[name] = _backend_call(net, name, params, X, Y)
         else:
-            peer = peers.PEERS[name][0](case.sizes, case.dtype)
+            make = distributed.make_dask if name == distributed.DASK else peers.PEERS[name][0]
+            peer = make(case.sizes, case.dtype)
             calls[name] = lambda peer=peer: peer(params, X, Y)
     as64 = [a.astype(np.float64) for a in (params, X, Y)]
     return calls, peers.make_numpy(case.sizes, np.float64)(*as64)
@@ -159,7 +167,8 @@ def run(cases: Sequence[Case], names: Sequence[str], baseline: str, budget_s: fl
     Returns
     -------
     int
-        The exit status: 1 when a fastprop backend failed its check or its call, else 0.
+        The exit status: 1 when a fastprop backend (or the Dask contender, fastprop's too)
+        failed its check or its call, else 0.
     """
     from tqdm import tqdm
 
@@ -174,10 +183,11 @@ def run(cases: Sequence[Case], names: Sequence[str], baseline: str, budget_s: fl
                    for name in names)
     where = machine(gpu=uses_gpu)
     print("\n" + "\n".join(machine_note(where)))
-    for line in verdicts(results, baseline, targets):
+    for line in [*verdicts(results, baseline, targets),
+                 *distributed.overhead_lines(results, baseline)]:
         print(line)
     untimed = [r for r in results if r.status not in TIMED]
     for r in untimed:
         print(f"WARNING: {r.name} at {r.case.label}: {r.status}")
     write_outputs(results, names, baseline, where, outputs or Outputs())
-    return 1 if any(r.name in BACKENDS for r in untimed) else 0
+    return 1 if any(r.name in BACKENDS or r.name == distributed.DASK for r in untimed) else 0

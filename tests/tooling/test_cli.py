@@ -134,3 +134,37 @@ def test_top_level_help_lists_the_commands():
     assert outcome.returncode == 0
     assert outcome.stdout.startswith("usage: fastprop [-h] {compare,train}")
     assert "compare" in outcome.stdout and "train" in outcome.stdout
+
+
+#: Runs ``fastprop.cli.main`` on the arguments after ``-c`` with Dask unimportable.
+WITHOUT_DASK = ("import sys; sys.modules['dask'] = sys.modules['distributed'] = None; "
+                "from fastprop.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("line", [[*CHEAP_TRAIN, "--dask"],
+                                  [*CHEAP_COMPARE, "--dask"]], ids=" ".join)
+def test_dask_options_without_dask_are_usage_errors(line):
+    if "train" in line:
+        pytest.importorskip("sklearn")
+    outcome = subprocess.run([sys.executable, "-c", WITHOUT_DASK, *line], capture_output=True,
+                             text=True, timeout=120)
+    assert "Traceback" not in outcome.stderr, outcome.stderr
+    assert outcome.returncode == 2, outcome.stderr
+    assert outcome.stderr.startswith("usage: fastprop"), outcome.stderr
+    assert 'pip install "fastprop[dask]"' in outcome.stderr
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:9", "nonsense://nowhere"])
+def test_a_dask_scheduler_that_does_not_answer_is_a_usage_error(address, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("distributed")
+    from fastprop import cli
+
+    monkeypatch.setattr(cli, "DASK_CONNECT_TIMEOUT", 1.0)
+    with pytest.raises(SystemExit) as exited:
+        main([*CHEAP_TRAIN, "--dask", address])
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 2, stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "cannot connect to a Dask scheduler at" in errors[0], stderr
+    assert "Traceback" not in stderr

@@ -250,3 +250,19 @@ def test_replace_summary_keeps_everything_outside_the_markers():
         "<!-- summary:start -->\nx\n<!-- summary:end -->")
     with pytest.raises(ValueError, match="summary:start"):
         replace_summary("no markers", "x")
+
+
+def test_compare_times_the_distributed_gradient(tmp_path, capsys):
+    """``--dask`` adds fastprop.dask.value_and_grad on the embedded cluster, checked against
+    the reference before it is timed, with a line for its overhead over the baseline."""
+    pytest.importorskip("distributed")
+    json_path = tmp_path / "run.json"
+    assert main(["compare", "--dask", "--quick", "--cases", "16x32x4", "--dtype", "float64",
+                 "--no-progress", "--json", str(json_path)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.strip().startswith("case |"))
+    assert " dask " in header and "vs dask" in header
+    assert re.search(r"dask at 16x32x4 float64: [\d.]+ us per distributed gradient, "
+                     r"-?[\d.]+ us over matrix's", out), out
+    dask = [r for r in json.loads(json_path.read_text())["results"] if r["name"] == "dask"]
+    assert len(dask) == 1 and dask[0]["status"] == "ok" and dask[0]["error"] <= 1e-10

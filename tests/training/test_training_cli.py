@@ -49,3 +49,25 @@ def test_benchmark_contenders_run():
     for name in ("fastprop-matrix", "sklearn"):
         bench.epoch_call(name)()
     assert bench.digits_model("fastprop").get_params()["max_iter"] == bench.DIGITS_EPOCHS
+
+
+def test_train_command_on_dask(capsys):
+    """``train --dask``: local SGD on the embedded cluster (left up by ``main(argv)`` for the
+    next call), then L-BFGS on the scheduler of ``--dask ADDRESS``."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+
+    cheap = ["train", "--hidden", "8", "--dtype", "float64"]
+    assert main([*cheap, "--dask", "--epochs", "2", "--optimizer", "sgd",
+                 "--learning-rate", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "on the embedded local cluster" in out and "epoch    2/2  loss" in out
+    assert "test accuracy " in out and " after 2 epochs in " in out and "(local-sgd on " in out
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster:
+        address = cluster.scheduler_address
+        assert main([*cheap, "--dask", address, "--dask-method", "lbfgs", "--epochs", "3",
+                     "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"dask: 1 workers on {address}" in out and "(lbfgs on 1 workers" in out
+    assert " after 3 iterations in " in out
