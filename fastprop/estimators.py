@@ -84,6 +84,22 @@ def _patience(value: object) -> float:
     return int(value)
 
 
+def _is_dask(*arrays: object) -> bool:
+    """Whether any of ``arrays`` is a Dask collection (told by its type: Dask is imported only
+    when one is)."""
+    return any(type(array).__module__.partition(".")[0] == "dask" for array in arrays)
+
+
+def _dask_estimators() -> Any:
+    """:mod:`fastprop.dask.estimators`, imported on the first Dask input."""
+    try:
+        from .dask import estimators
+    except ImportError as error:
+        raise ImportError('Dask input needs fastprop.dask: pip install "fastprop[dask]"') \
+            from error
+    return estimators
+
+
 def _minimize() -> Callable[..., Any]:
     """SciPy's ``scipy.optimize.minimize``, imported on first use of ``solver="lbfgs"``."""
     try:
@@ -510,10 +526,17 @@ class _BaseMLP(BaseEstimator):
             Non-negative weights with a positive sum: each minibatch's loss is its samples'
             weighted mean (see :meth:`fastprop.MLP.value_and_grad`).
 
+        With Dask arrays (``X`` and ``y``, chunked along the samples), training runs on the
+        Dask cluster with :func:`fastprop.dask.train`: L-BFGS-B on the distributed gradient for
+        ``"lbfgs"``, local SGD with parameter averaging for ``"sgd"`` and ``"adam"`` (see
+        docs/distributed.md); a new network each time.
+
         Returns
         -------
         self
         """
+        if _is_dask(X, y, sample_weight):
+            return _dask_estimators().fit(self, X, y, sample_weight)
         return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # -- prediction ---------------------------------------------------------------------------
@@ -661,7 +684,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X: Any) -> np.ndarray:
         """The network's outputs: shape ``(n_samples,)`` for one output, else
-        ``(n_samples, n_outputs)``."""
+        ``(n_samples, n_outputs)``; a Dask array, mapped over the chunks, for a Dask ``X``."""
+        if _is_dask(X):
+            columns = None if self.n_outputs_ == 1 else self.n_outputs_
+            return _dask_estimators().over_chunks(self.predict, X, columns, self.net_.dtype)
         outputs = self._forward(X)
         return outputs.ravel() if outputs.shape[1] == 1 else outputs
 
@@ -740,14 +766,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted class labels (an indicator matrix for multilabel targets)."""
+        """Predicted class labels (an indicator matrix for multilabel targets); a Dask array,
+        mapped over the chunks, for a Dask ``X``."""
+        if _is_dask(X):
+            columns = None if self._label_binarizer.y_type_ != "multilabel-indicator" else \
+                self.n_outputs_
+            return _dask_estimators().over_chunks(self.predict, X, columns, self.classes_.dtype)
         outputs = self._forward(X)
         return self._label_binarizer.inverse_transform(
             outputs.ravel() if outputs.shape[1] == 1 else outputs)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, shape ``(n_samples, n_classes)`` (two columns for binary
-        targets; per-label probabilities for multilabel ones)."""
+        targets; per-label probabilities for multilabel ones); a Dask array for a Dask ``X``."""
+        if _is_dask(X):
+            return _dask_estimators().over_chunks(self.predict_proba, X,
+                                                  max(2, self.n_outputs_), self.net_.dtype)
         outputs = self._forward(X)
         if outputs.shape[1] == 1:
             return np.hstack([1 - outputs, outputs])

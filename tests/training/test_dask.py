@@ -360,3 +360,66 @@ def test_the_embedded_cluster_starts_once_and_closes_at_exit():
     assert done.returncode == 0, done.stderr[-3000:]
     assert "embedded" in done.stdout
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+# -- the scikit-learn estimators on Dask arrays ---------------------------------------------
+
+
+def _digits_on_dask(n: int = 300, chunks: tuple[int, ...] = (100, 120, 80)):
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    X, y = data.data[:n] / 16, data.target[:n]
+    return X, y, chunked(X, chunks), chunked(y, chunks)
+
+
+@pytest.mark.filterwarnings("ignore:lbfgs failed to converge")
+def test_estimator_lbfgs_fit_on_dask_is_the_numpy_fit(client):
+    X, y, dX, dy = _digits_on_dask()
+    settings = {"hidden_layer_sizes": (16,), "solver": "lbfgs", "max_iter": 30,
+                "random_state": 0}
+    weights = np.random.default_rng(0).uniform(0.5, 2, size=len(X))
+    for make in (fp.MLPClassifier, fp.MLPRegressor):
+        target, d_target = (y, dy) if make is fp.MLPClassifier else (y / 9.0, dy / 9.0)
+        ours = make(**settings).fit(dX, d_target, sample_weight=chunked(weights, dX.chunks[0]))
+        expected = make(**settings).fit(X, target, sample_weight=weights)
+        np.testing.assert_allclose(ours.params_, expected.params_, rtol=1e-6, atol=1e-8)
+        predicted = ours.predict(dX)
+        assert isinstance(predicted, da.Array)
+        np.testing.assert_allclose(predicted.compute(), expected.predict(X), rtol=1e-9)
+    proba = fp.MLPClassifier(**settings).fit(dX, dy)
+    assert isinstance(proba.predict_proba(dX), da.Array)
+    np.testing.assert_allclose(proba.predict_proba(dX).compute(), proba.predict_proba(X),
+                               rtol=1e-12)
+    assert list(proba.classes_) == list(range(10))
+
+
+def test_estimator_adam_on_dask_trains_by_local_sgd(client):
+    X, y, dX, dy = _digits_on_dask()
+    model = fp.MLPClassifier((16,), max_iter=15, batch_size=32, learning_rate_init=0.01,
+                             random_state=0).fit(dX, dy)
+    assert model.n_iter_ == 15 and model.loss_curve_[-1] < model.loss_curve_[0]
+    assert model.score(X, y) > 0.8
+
+
+def test_dask_ml_incremental_uses_partial_fit(client):
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    X, _, dX, dy = _digits_on_dask()
+    model = wrappers.Incremental(fp.MLPClassifier((16,), random_state=0), scoring="accuracy")
+    model.fit(dX, dy, classes=np.arange(10))
+    assert model.estimator_.t_ == len(X)  # one partial_fit per chunk: every sample once
+    assert isinstance(model.predict(dX), da.Array)
+
+
+@pytest.mark.filterwarnings("ignore:lbfgs failed to converge")
+def test_grid_search_on_the_joblib_dask_backend(client):
+    joblib = pytest.importorskip("joblib")
+    from sklearn.model_selection import GridSearchCV
+
+    X, y, _, _ = _digits_on_dask()
+    search = GridSearchCV(fp.MLPClassifier((8,), solver="lbfgs", max_iter=20, random_state=0),
+                          {"alpha": [1e-4, 1e-1]}, cv=2)
+    with joblib.parallel_backend("dask"):
+        search.fit(X, y)
+    assert set(search.cv_results_["param_alpha"]) == {1e-4, 1e-1}
+    assert search.best_estimator_.score(X, y) > 0.8
