@@ -135,7 +135,7 @@ def check_images(page: Path, expected: bool) -> list[dict]:
 
 def test_site_builds_without_warnings(site):
     for page in ("index", "getting-started", "usage", "training", "saving", "gpu", "design",
-                 "performance", "benchmarking", "contributing", "api"):
+                 "performance", "benchmarking", "contributing", "api", "distributed"):
         assert (site / f"{page}.html").is_file(), page
 
 
