@@ -331,14 +331,20 @@ class _BaseMLP(BaseEstimator):
         return np.random.default_rng(
             check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None,
-             sample_weight: Any = None) -> _BaseMLP:
+    def _settings(self) -> tuple[np.dtype, str, list[int], str, float, int]:
+        """``(dtype, solver, hidden sizes, fastprop's activation name, alpha, max_iter)``,
+        checked: what every fit reads first."""
         dtype = v.check_dtype(self.dtype)
         solver = v.check_choice("solver", self.solver, SOLVERS)
         hidden = self._hidden_sizes()
         activation = v.check_choice("activation", self.activation, list(ACTIVATIONS))
         alpha = v.check_real("alpha", self.alpha, 0.0)
         max_iter = v.check_integer("max_iter", self.max_iter, 1)
+        return dtype, solver, hidden, ACTIVATIONS[activation], alpha, max_iter
+
+    def _fit(self, X: Any, y: Any, incremental: bool, classes: Any = None,
+             sample_weight: Any = None) -> _BaseMLP:
+        dtype, solver, hidden, activation, alpha, max_iter = self._settings()
         if solver in _STOCHASTIC:
             self._optimizer(v.check_real("learning_rate_init", self.learning_rate_init, 0.0,
                                          low_open=True))
@@ -364,7 +370,7 @@ class _BaseMLP(BaseEstimator):
             self.t_ = 0
             self._state: TrainState | None = None
             self._plateau: _Plateau | None = None
-        network = (ACTIVATIONS[activation], output, loss, alpha, dtype)
+        network = (activation, output, loss, alpha, dtype)
         if solver == "lbfgs":
             self._fit_lbfgs(X, Y, weights, sizes, network, max_iter, first)
         else:

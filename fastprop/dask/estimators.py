@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import is_classifier
 
 from .. import _validate as v
-from ..estimators import _OUT_NAMES, ACTIVATIONS, SOLVERS, _BaseMLP
+from ..estimators import _OUT_NAMES, _BaseMLP
 from ..network import MLP
 from .cluster import get_client
 from .training import train
@@ -71,16 +71,11 @@ def _weights(sample_weight: object, X: da.Array) -> tuple[da.Array | None, float
 def fit(estimator: _BaseMLP, X: object, y: object, sample_weight: object) -> _BaseMLP:
     """Fit ``estimator`` on Dask data with :func:`fastprop.dask.train` (a new network each time:
     no warm start on Dask)."""
-    dtype = v.check_dtype(estimator.dtype)
-    solver = v.check_choice("solver", estimator.solver, SOLVERS)
-    activation = ACTIVATIONS[v.check_choice("activation", estimator.activation,
-                                            list(ACTIVATIONS))]
-    alpha = v.check_real("alpha", estimator.alpha, 0.0)
-    max_iter = v.check_integer("max_iter", estimator.max_iter, 1)
+    dtype, solver, hidden, activation, alpha, max_iter = estimator._settings()
     X = _inputs(X, dtype)
     Y, n_outputs, output, loss = _targets(estimator, y, X)
     weights, weight_sum = _weights(sample_weight, X)
-    sizes = [X.shape[1], *estimator._hidden_sizes(), n_outputs]
+    sizes = [X.shape[1], *hidden, n_outputs]
     client = get_client()
     if solver == "lbfgs":
         net = MLP(sizes, activation, output, loss, l2=alpha / weight_sum, dtype=dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -64,42 +64,37 @@ def _rows(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _weighted(net: fp.MLP, X: np.ndarray, sample_weight: np.ndarray | None,
-              call: Callable[..., Any]) -> tuple[float, Any]:
-    """``(weight, call(...))``: the chunk's weight and the network's result on it, with the
-    weights passed on when there are some."""
-    if sample_weight is None:
-        return float(X.shape[0]), call()
-    weights = _rows(sample_weight)
-    return float(weights.astype(net.dtype).sum(dtype=np.float64)), call(sample_weight=weights)
+def _chunk(net: fp.MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
+           sample_weight: np.ndarray | None, backend: str, where: Where, with_grad: bool) -> Part:
+    """One chunk's weight (its sample count, or its weights' sum), weighted loss sum and, with
+    ``with_grad``, weighted gradient sum (``net`` without L2); a chunk of zero weights adds
+    nothing and is not computed."""
+    net = network(net)
+    X, Y = _rows(X), _rows(Y)
+    weights = None if sample_weight is None else _rows(sample_weight)
+    with naming(where):
+        if weights is not None and not np.any(weights):
+            return Part(0.0, 0.0, np.zeros(net.n_params, net.dtype) if with_grad else None)
+        weight = (float(X.shape[0]) if weights is None
+                  else float(weights.astype(net.dtype).sum(dtype=np.float64)))
+        if not with_grad:
+            loss = net.loss(params, X, Y, sample_weight=weights, backend=backend)
+            return Part(weight, loss * weight, None)
+        loss, grad = net.value_and_grad(params, X, Y, sample_weight=weights, backend=backend)
+    grad *= net.dtype.type(weight)
+    return Part(weight, loss * weight, grad)
 
 
 def chunk_value_and_grad(net: fp.MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
                          sample_weight: np.ndarray | None, backend: str, where: Where) -> Part:
     """One chunk's weight, weighted loss sum and weighted gradient sum (``net`` without L2)."""
-    net = network(net)
-    X, Y = _rows(X), _rows(Y)
-    with naming(where):
-        if sample_weight is not None and not np.any(sample_weight):
-            return Part(0.0, 0.0, np.zeros(net.n_params, net.dtype))
-        weight, (loss, grad) = _weighted(
-            net, X, sample_weight,
-            functools.partial(net.value_and_grad, params, X, Y, backend=backend))
-    grad *= net.dtype.type(weight)
-    return Part(weight, loss * weight, grad)
+    return _chunk(net, params, X, Y, sample_weight, backend, where, True)
 
 
 def chunk_loss(net: fp.MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
                sample_weight: np.ndarray | None, backend: str, where: Where) -> Part:
     """One chunk's weight and weighted loss sum (``net`` without L2)."""
-    net = network(net)
-    X, Y = _rows(X), _rows(Y)
-    with naming(where):
-        if sample_weight is not None and not np.any(sample_weight):
-            return Part(0.0, 0.0, None)
-        weight, loss = _weighted(net, X, sample_weight,
-                                 functools.partial(net.loss, params, X, Y, backend=backend))
-    return Part(weight, loss * weight, None)
+    return _chunk(net, params, X, Y, sample_weight, backend, where, False)
 
 
 def chunk_forward(X: np.ndarray, net: fp.MLP, params: np.ndarray, backend: str, n_chunks: int,
