@@ -24,6 +24,7 @@ from ..threads import numba_threads
 from .direct_calls import TYPE_FLAGS, compiled_entry
 
 _INT64 = np.dtype(np.int64)
+_NDARRAY = np.ndarray
 _SERIAL_LAYERS = ("workqueue",)
 _LOCK = threading.Lock()
 _LOADING = threading.Lock()
@@ -195,28 +196,32 @@ class CpuBackend:
         skipping the checks and numba's type dispatch (see :mod:`fastprop.cpu.direct_calls`).
         """
         dtype = spec.dtype
-        ndarray = np.ndarray
         key = None
-        if (sample_weight is None and type(params) is ndarray and type(X) is ndarray
-                and type(Y) is ndarray
-                and type(out) is ndarray and params.dtype is dtype and X.dtype is dtype
-                and out.dtype is dtype and (Y.dtype is dtype or Y.dtype is _INT64)
-                and (check_finite is True or check_finite is False)):
-            key = (X.shape, Y.shape, Y.dtype is _INT64, params.shape, out.shape,
-                   params.flags.num & TYPE_FLAGS, X.flags.num & TYPE_FLAGS,
-                   Y.flags.num & TYPE_FLAGS, out.flags.num & TYPE_FLAGS)
-            state = getattr(spec.per_thread, self.name, None)
-            direct_call = None if state is None else state.direct_calls.get(key)
-            if direct_call is not None:
-                entry, ones, work, n_threads, uses_threads = direct_call
-                if not uses_threads or n_threads == numba_threads():
-                    Y_rows, labels = ((state.no_rows, Y) if Y.dtype is _INT64
-                                      else (Y, v.NO_LABELS))
-                    status, loss = entry(spec.layout, spec.loss_id, params, X, Y_rows, labels,
-                                         ones, spec.l2, check_finite, out, work, n_threads)
-                    if status:
-                        v.raise_for_status(status, spec.n_outputs)
-                    return loss, out
+        if (sample_weight is None and type(out) is _NDARRAY and type(params) is _NDARRAY
+                and type(X) is _NDARRAY and type(Y) is _NDARRAY and params.dtype is dtype
+                and X.dtype is dtype and out.dtype is dtype
+                and (check_finite is True or check_finite is False)
+                and params.flags.num & X.flags.num & Y.flags.num & out.flags.num & TYPE_FLAGS
+                == TYPE_FLAGS):
+            labelled = Y.dtype is _INT64
+            if labelled or Y.dtype is dtype:
+                key = (X.shape, Y.shape, labelled, params.shape, out.shape)
+                state = getattr(spec.per_thread, self.name, None)
+                direct_call = None if state is None else state.direct_calls.get(key)
+                if direct_call is not None:
+                    entry, ones, work, n_threads, uses_threads = direct_call
+                    if not uses_threads or n_threads == numba_threads():
+                        if labelled:
+                            status, loss = entry(spec.layout, spec.loss_id, params, X,
+                                                 state.no_rows, Y, ones, spec.l2, check_finite,
+                                                 out, work, n_threads)
+                        else:
+                            status, loss = entry(spec.layout, spec.loss_id, params, X, Y,
+                                                 v.NO_LABELS, ones, spec.l2, check_finite, out,
+                                                 work, n_threads)
+                        if status:
+                            v.raise_for_status(status, spec.n_outputs)
+                        return loss, out
         check_finite = v.check_flag("check_finite", check_finite)
         Y_rows, labels = self._targets(spec, params, X, Y)
         weights = self.sample_weights(spec, sample_weight, X.shape[0])

@@ -7,17 +7,20 @@ the compiled overload that ran it, which takes the same arguments without the di
 
 The overload unboxes its arguments as the types it was compiled for, unchecked: it must only ever
 be called with arguments of exactly those numba types. For an array that type is its dtype,
-dimensions, layout and writeability: :class:`fastprop.cpu.backend.CpuBackend` keys the overloads it
-keeps by the shapes and by ``array.flags.num & TYPE_FLAGS`` (alignment too, which numba does not
-type, to be safe), and checks the array class and the dtype objects on every call.
+dimensions, layout and writeability: :class:`fastprop.cpu.backend.CpuBackend` takes the direct
+path only for arrays whose ``array.flags.num`` has every bit of :data:`TYPE_FLAGS` set
+(C-contiguous, aligned, writeable: one numba type per dtype and dimension count), keys the
+overloads it keeps by the shapes, and checks the array class and the dtype objects on every call.
+Other arrays (read-only ones, say) take the checked path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-#: NumPy's flag bits that an array's numba type depends on (``NPY_ARRAY_C_CONTIGUOUS``,
-#: ``NPY_ARRAY_ALIGNED``, ``NPY_ARRAY_WRITEABLE``; fixed by NumPy's C API).
+#: NumPy's flag bits that an array's numba type depends on, all set for the direct path
+#: (``NPY_ARRAY_C_CONTIGUOUS``, ``NPY_ARRAY_ALIGNED``, ``NPY_ARRAY_WRITEABLE``; fixed by NumPy's
+#: C API).
 TYPE_FLAGS = 0x0001 | 0x0100 | 0x0400
 
 
