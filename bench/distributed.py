@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import math
 import os
 import platform
@@ -91,24 +92,34 @@ def data(workers: int, sizes: tuple[int, ...], samples: int, chunks: int) -> tup
 @functools.cache
 def call(contender: str, sizes: tuple[int, ...] = SIZES, samples: int = SAMPLES,
          chunks: int = CHUNKS) -> Callable[[], Any]:
-    """One gradient of ``contender``, warmed up (kernels loaded on every process)."""
+    """One gradient of ``contender``, warmed up (kernels loaded on every process).
+
+    Each call takes new parameters (the first ones plus 1e-7 more per call), as in training: a
+    call that repeated the last one's parameters could be served by Dask from results still held
+    on the workers.
+    """
     _require()
     net = network(sizes)
-    params = net.init(seed=0)
+    first = net.init(seed=0)
+    steps = itertools.count()
+
+    def params() -> np.ndarray:
+        return first + net.dtype.type(1e-7) * next(steps)
+
     if contender == "one-process":
         fp.set_num_threads(1)
         X, Y = cluster(1).compute(list(data(1, sizes, samples, chunks)), sync=True)
-        grad = np.empty_like(params)
+        grad = np.empty_like(first)
 
         def gradient() -> Any:
-            return net.value_and_grad(params, X, Y, out=grad)
+            return net.value_and_grad(params(), X, Y, out=grad)
     else:
         workers = int(contender.split("-")[1])
         X, Y = data(workers, sizes, samples, chunks)
         client = cluster(workers)
 
         def gradient() -> Any:
-            return fd.value_and_grad(net, params, X, Y, client=client)
+            return fd.value_and_grad(net, params(), X, Y, client=client)
     gradient()
     return gradient
 
