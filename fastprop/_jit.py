@@ -2,6 +2,8 @@
 
 - ``cache=True``: compiled kernels are cached on disk, so a new process loads them instead of
   compiling them again.
+- ``nogil=True``: compiled code runs without the GIL, so other Python threads (several callers
+  on one network, a Dask worker's event loop) run while a gradient is computed.
 - ``error_model="numpy"``: float division follows IEEE rules (``x / 0`` gives inf or NaN) instead
   of Python's, which checks every division for zero and raises. Those checks also stop LLVM from
   vectorising loops; without them the element-wise passes run in SIMD.
@@ -12,7 +14,7 @@ from functools import partial
 import numba
 from numba import njit
 
-jit = partial(njit, cache=True, error_model="numpy")
+jit = partial(njit, cache=True, nogil=True, error_model="numpy")
 
 
 _runtime_started = False

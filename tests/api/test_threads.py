@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numba
 import numpy as np
@@ -96,6 +97,54 @@ def test_training_in_threads_gives_the_serial_parameters(backend):
     serial = [trained(t) for t in range(4)]
     for got, expected in zip(_in_threads(trained, 4), serial, strict=True):
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compiled_calls_release_the_gil(backend):
+    """While a thread is inside long compiled calls, another thread keeps running Python code.
+
+    The other thread wakes every half millisecond; had the calls held the GIL, its wake-ups
+    would stop for each call's whole length."""
+    net = fp.MLP([256, 256, 256, 4], activation="tanh")
+    params = net.init(seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(1024, 256)), rng.normal(size=(1024, 4))
+    calls = {
+        "value_and_grad": lambda: net.value_and_grad(params, X, Y, backend=backend),
+        "loss": lambda: net.loss(params, X, Y, backend=backend),
+        "forward": lambda: net.forward(params, X, backend=backend),
+        "train": lambda: fp.train(net, params.copy(), X, Y, epochs=1, batch_size=128,
+                                  progress=False, backend=backend),
+    }
+    threads = fp.get_num_threads()["numba"]
+    fp.set_num_threads(1)  # a core left for the waking thread
+    try:
+        for name, call in calls.items():
+            call()  # compiled before it is timed
+            span: list[float] = []
+
+            def timed(call=call, span=span) -> None:
+                span.append(time.perf_counter())
+                for _ in range(4):
+                    call()
+                span.append(time.perf_counter())
+
+            worker = threading.Thread(target=timed)
+            wakes = []
+            worker.start()
+            while worker.is_alive():
+                wakes.append(time.perf_counter())
+                time.sleep(0.0005)
+            worker.join()
+            start, stop = span
+            inside = [start] + [t for t in wakes if start < t < stop] + [stop]
+            longest_wait = max(np.diff(inside))
+            assert stop - start > 0.02, f"{name}: the calls are too short to tell"
+            assert longest_wait < 0.2 * (stop - start), (
+                f"{name}: no other thread ran for {longest_wait:.3f} s of four calls taking "
+                f"{stop - start:.3f} s: they held the GIL")
+    finally:
+        fp.set_num_threads(threads)
 
 
 def test_the_thread_count_set_holds_in_every_thread():
