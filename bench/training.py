@@ -3,8 +3,9 @@
 1. One epoch of minibatch SGD (no momentum, learning rate 0.01, shuffled) on a 4-32-16-4 tanh
    network with identity output and squared loss, 10,000 samples, batch 32, float32:
    ``fastprop.train`` (each backend) against scikit-learn's ``MLPRegressor(solver="sgd")``
-   (``partial_fit``: one epoch) and a PyTorch eager loop. Each call is one epoch that goes on
-   from the previous one.
+   (``partial_fit``: one epoch), a PyTorch eager loop, and an epoch that JAX compiles whole
+   (``jax.jit`` over a ``jax.lax.scan`` of the steps). Each call is one epoch that goes on from
+   the previous one.
 2. Digits (scikit-learn's, scaled to [0, 1], a fixed stratified 25% test split), one hidden layer
    of 64 relu units, Adam, 50 epochs, batch 32, and no stopping before the 50th epoch
    (``n_iter_no_change=50``): the fit time of ``fastprop.MLPClassifier`` (float32) against
@@ -31,7 +32,9 @@ import argparse
 import functools
 import importlib.util
 import itertools
+import os
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -48,14 +51,14 @@ EPOCH_SIZES = (4, 32, 16, 4)
 EPOCH_SAMPLES = 10_000
 BATCH_SIZE = 32
 SGD_RATE = 0.01
-EPOCH_CONTENDERS = ("fastprop-matrix", "fastprop-naive", "sklearn", "torch")
+EPOCH_CONTENDERS = ("fastprop-matrix", "fastprop-naive", "sklearn", "torch", "jax")
 DIGITS_CONTENDERS = ("fastprop", "sklearn")
 LBFGS_CONTENDERS = ("fastprop", "fastprop-float32", "sklearn")
 DIGITS_EPOCHS = 50
 LBFGS_ITERATIONS = 200
 ACCURACY_SEEDS = (0, 1, 2, 3, 4)
 #: The library each contender needs.
-_NEEDS = {"sklearn": "sklearn", "torch": "torch", "fastprop": "sklearn",
+_NEEDS = {"sklearn": "sklearn", "torch": "torch", "jax": "jax", "fastprop": "sklearn",
           "fastprop-float32": "sklearn"}
 
 
@@ -71,8 +74,12 @@ def _require(name: str) -> None:
 
 def set_threads(n: int) -> None:
     """Use ``n`` threads in numba, every loaded BLAS (fastprop's and NumPy's, which
-    scikit-learn uses) and PyTorch where it is installed."""
+    scikit-learn uses), PyTorch where it is installed, and JAX if it is not imported yet (XLA
+    reads its thread count once, at import)."""
     fp.set_num_threads(n)
+    if "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={str(n > 1).lower()} "
+                                   f"intra_op_parallelism_threads={n}")
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -131,13 +138,58 @@ def _torch_epoch() -> Callable[[], Any]:
     return epoch
 
 
+def _jax_epoch() -> Callable[[], Any]:
+    """An epoch compiled whole by ``jax.jit``: the shuffle, the full minibatches as one
+    ``jax.lax.scan`` of SGD steps, then the last, smaller minibatch."""
+    import jax
+    import jax.numpy as jnp
+
+    X, Y = (jnp.asarray(a) for a in epoch_data())
+    rng = np.random.default_rng(0)
+    params = [(jnp.asarray(rng.normal(scale=n_in ** -0.5, size=(n_out, n_in)), jnp.float32),
+               jnp.zeros(n_out, jnp.float32))
+              for n_in, n_out in itertools.pairwise(EPOCH_SIZES)]
+    full = EPOCH_SAMPLES // BATCH_SIZE * BATCH_SIZE
+
+    def loss(params: Any, x: Any, y: Any) -> Any:
+        for layer, (W, b) in enumerate(params):
+            x = x @ W.T + b
+            if layer < len(params) - 1:
+                x = jnp.tanh(x)
+        return 0.5 * jnp.mean(jnp.sum((x - y) ** 2, axis=1))
+
+    def step(params: Any, batch: tuple[Any, Any]) -> tuple[Any, None]:
+        grads = jax.grad(loss)(params, *batch)
+        return jax.tree.map(lambda p, g: p - SGD_RATE * g, params, grads), None
+
+    @jax.jit
+    def epoch(params: Any, key: Any) -> tuple[Any, Any]:
+        key, shuffle = jax.random.split(key)
+        order = jax.random.permutation(shuffle, EPOCH_SAMPLES)
+        Xs, Ys = X[order], Y[order]
+        batches = (Xs[:full].reshape(-1, BATCH_SIZE, X.shape[1]),
+                   Ys[:full].reshape(-1, BATCH_SIZE, Y.shape[1]))
+        params, _ = jax.lax.scan(step, params, batches)
+        if full < EPOCH_SAMPLES:
+            params, _ = step(params, (Xs[full:], Ys[full:]))
+        return params, key
+
+    state = [params, jax.random.key(0)]
+
+    def call() -> None:
+        state[0], state[1] = epoch(*state)
+        jax.block_until_ready(state[0])
+
+    return call
+
+
 def epoch_call(name: str) -> Callable[[], Any]:
     """One epoch of contender ``name`` (from :data:`EPOCH_CONTENDERS`) per call, warmed up."""
     _require(name)
     if name.startswith("fastprop-"):
         call = _fastprop_epoch(name.removeprefix("fastprop-"))
     else:
-        call = _sklearn_epoch() if name == "sklearn" else _torch_epoch()
+        call = {"sklearn": _sklearn_epoch, "torch": _torch_epoch, "jax": _jax_epoch}[name]()
     call()
     return call
 
