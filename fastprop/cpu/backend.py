@@ -67,7 +67,11 @@ class CpuBackend:
         The kernels module, or its name to import at the first call. It provides
         ``value_and_grad``, ``loss`` and ``forward`` (the compiled kernels, whose signature
         :mod:`fastprop.cpu.common` describes), ``workspace_size(layout, batch, n_threads)`` and
-        ``uses_threads(batch)`` (whether a batch may split among threads).
+        ``uses_threads(batch)`` (whether a batch may split among threads). It may also provide
+        ``serial_value_and_grad`` (``value_and_grad`` that never splits a batch, with the same
+        signature) and ``splits(layout, batch, n_threads)`` (whether ``value_and_grad`` would):
+        then a gradient that does not split calls ``serial_value_and_grad``, and the parallel
+        code is compiled only for a batch that splits.
     """
 
     device = False
@@ -98,6 +102,9 @@ class CpuBackend:
             serial = numba.threading_layer() in _SERIAL_LAYERS
             self._guard = _serialized if serial else _unchanged
             self._value_and_grad = self._guard(self._kernels.value_and_grad)
+            self._serial_kernel = getattr(self._kernels, "serial_value_and_grad",
+                                          self._kernels.value_and_grad)
+            self._serial_value_and_grad = self._guard(self._serial_kernel)
             self._loss = self._guard(self._kernels.loss)
             self._forward = self._guard(self._kernels.forward)
             self._serial = serial  # last: a thread that sees it set finds everything above
@@ -131,6 +138,12 @@ class CpuBackend:
         """``(work, n_threads)`` for ``batch`` samples in the calling thread: its own work buffer,
         grown (never shrunk) to fit, and the thread count the kernels may split the batch
         among."""
+        work, n_threads, _ = self._workspace(spec, batch)
+        return work, n_threads
+
+    def _workspace(self, spec: NetworkSpec, batch: int) -> tuple[np.ndarray, int, bool]:
+        """:meth:`workspace`, and whether ``value_and_grad`` splits the batch (decided with the
+        workspace's size, and kept with it)."""
         self._start()
         n_threads = numba_threads() if self._kernels.uses_threads(batch) else 1
         state = self._state(spec)
@@ -143,7 +156,9 @@ class CpuBackend:
                 # The batch sizes seen before move to the new buffer, and so do direct calls.
                 state.workspaces.clear()
                 state.direct_calls.clear()
-            found = state.workspaces[key] = (state.work, n_threads)
+            splits = getattr(self._kernels, "splits", None)
+            split = splits is None or splits(spec.layout, batch, n_threads)
+            found = state.workspaces[key] = (state.work, n_threads, split)
         return found
 
     def sample_weights(self, spec: NetworkSpec, sample_weight: object,
@@ -229,14 +244,19 @@ class CpuBackend:
             out = np.empty(spec.n_params, dtype=dtype)
         else:
             v.check_out(out, dtype, spec.n_params)
-        work, n_threads = self.workspace(spec, X.shape[0])
+        work, n_threads, split = self._workspace(spec, X.shape[0])
         args = (spec.layout, spec.loss_id, params, X, Y_rows, labels, weights, spec.l2,
                 check_finite, out, work, n_threads)
-        status, loss = self._value_and_grad(*args)
+        if split:
+            status, loss = self._value_and_grad(*args)
+        else:
+            status, loss = self._serial_value_and_grad(*args)
         if status:
             v.raise_for_status(status, spec.n_outputs)
         if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
-            entry = compiled_entry(self._kernels.value_and_grad, args)
+            # the overload that ran, so the direct path never runs the other entry point
+            entry = compiled_entry(
+                self._kernels.value_and_grad if split else self._serial_kernel, args)
             if entry is not None:
                 self._state(spec).direct_calls[key] = (self.guard(entry), weights, work, n_threads,
                                                  self._kernels.uses_threads(X.shape[0]))

@@ -85,10 +85,10 @@ PARALLEL_WORK = 1 << 19
 #: Fewest parameters for which the threads' gradients are added in parallel: below it, starting
 #: a second parallel region costs more than adding them on one thread.
 PARALLEL_SUM = 1 << 18
-# The product limits and the packing flag go to the compiled functions as ``np.int64(...)``,
-# ``np.bool_(...)`` or values computed at run time, never as Python constants: numba compiles a
-# function again for each constant argument (a literal type), and ``_gradient``, with everything
-# it calls, would compile once per limit and per flag.
+# The product limits go to the compiled functions as ``np.int64(...)`` or values computed at run
+# time, never as Python constants: numba compiles a function again for each constant argument (a
+# literal type), and ``_gradient``, with everything it calls, would compile once per limit. The
+# pack block is None on the calling thread (its own type: see :mod:`fastprop.cpu.products`).
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
@@ -228,22 +228,21 @@ def _column_sums(D, out):
 
 
 @jit
-def _forward_scores(layout, params, X, work, limit, packing):
+def _forward_scores(layout, params, X, work, limit, pack):
     """Forward pass: hidden activations and the last layer's scores, in the workspace. Products
-    past ``limit`` go to :func:`~fastprop.cpu.gemm.packed_gemm` where ``packing``, else to
-    BLAS."""
+    past ``limit`` go to :func:`~fastprop.cpu.gemm.packed_gemm` with the block ``pack``, or to
+    BLAS where ``pack`` is None (see :mod:`fastprop.cpu.products`)."""
     batch = X.shape[0]
     last = layout.shape[0] - 1
-    pack, transposed = _pack_and_transposed_blocks(layout, batch, work)
+    _, transposed = _pack_and_transposed_blocks(layout, batch, work)
     for layer in range(layout.shape[0]):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
         WT = matrix_view(transposed, 0, layout[layer, N_IN], layout[layer, N_OUT])
         if layer == 0:
-            forward_product(X, W, A, WT, limit, packing, pack)
+            forward_product(X, W, A, WT, limit, pack)
         else:
-            forward_product(activations(work, layout, layer - 1, batch), W, A, WT, limit, packing,
-                            pack)
+            forward_product(activations(work, layout, layer - 1, batch), W, A, WT, limit, pack)
         _add_bias_and_activate(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
@@ -261,13 +260,14 @@ def _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work):
 
 @jit
 def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work, limit,
-              packing):
+              pack):
     """Forward and backward pass over the rows of ``X``: their summed weighted loss; ``grad``
     (written) is the gradient of ``scale`` times that sum. Products past ``limit`` go to
-    :func:`~fastprop.cpu.gemm.packed_gemm` where ``packing``, else to BLAS."""
+    :func:`~fastprop.cpu.gemm.packed_gemm` with the block ``pack`` (a batch split among threads),
+    or to BLAS where ``pack`` is None."""
     batch = X.shape[0]
-    pack, transposed = _pack_and_transposed_blocks(layout, batch, work)
-    _forward_scores(layout, params, X, work, limit, packing)
+    _, transposed = _pack_and_transposed_blocks(layout, batch, work)
+    _forward_scores(layout, params, X, work, limit, pack)
     total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
     scratch = work[batch * total_width(layout):]
     for layer in range(layout.shape[0] - 1, -1, -1):
@@ -275,14 +275,14 @@ def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad
         W, _ = weights(params, layout, layer)
         dW, db = weights(grad, layout, layer)
         if layer == 0:
-            weight_gradient(D, X, dW, limit, packing, pack, transposed)
+            weight_gradient(D, X, dW, limit, pack, transposed)
         else:
             A_in = activations(work, layout, layer - 1, batch)
-            weight_gradient(D, A_in, dW, limit, packing, pack, transposed)
+            weight_gradient(D, A_in, dW, limit, pack, transposed)
         _column_sums(D, db)
         if layer > 0:
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
-            backpropagate_delta(D, W, G, limit, packing, pack)
+            backpropagate_delta(D, W, G, limit, pack)
             _delta_from_activations(G, A_in, activation_id(layout, layer - 1))
     return total
 
@@ -302,10 +302,11 @@ def _split_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale
         start = c * batch // n_chunks
         stop = (c + 1) * batch // n_chunks
         target = grad if c == 0 else gradients[(c - 1) * n_params:c * n_params]
+        chunk = work[c * size:(c + 1) * size]
+        pack, _ = _pack_and_transposed_blocks(layout, stop - start, chunk)
         losses[c] = _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
                               labels[start:stop], sample_weights[start:stop], scale, target,
-                              work[c * size:(c + 1) * size],
-                              np.int64(SPLIT_GEMM), n_chunks > 1)
+                              chunk, np.int64(SPLIT_GEMM), pack)
     total = losses[0]
     for c in range(1, n_chunks):  # in block order (explicit loops: parallel=True would turn
         total += losses[c]        # array sums into parallel reductions with allocations)
@@ -329,28 +330,68 @@ def _add_gradients(grad, gradients, start, stop):
             grad[k] += part[k]
 
 
+def splits(layout: np.ndarray, batch: int, n_threads: int) -> bool:
+    """Whether :func:`value_and_grad` splits a batch of ``batch`` samples among ``n_threads``
+    threads. Where it does not, :func:`serial_value_and_grad` computes the same gradient, and a
+    caller that takes it leaves the parallel code uncompiled."""
+    return bool(_chunk_count(layout, batch, n_threads) > 1)
+
+
+@jit(inline="always")
+def _gradient_status(layout, params, X, Y, labels, check_finite, grad, work, n_chunks):
+    """The status of a gradient's inputs (:func:`~fastprop.cpu.common.check_gradient_inputs`);
+    raises ``IndexError`` for a workspace too short for ``n_chunks`` row blocks."""
+    status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
+    if status == OK:
+        _check_workspace(layout, X.shape[0], n_chunks, work)
+    return status
+
+
+@jit(inline="always")
+def _with_l2(layout, params, l2, grad, mean_loss):
+    """The L2 term added to ``grad`` and to the weighted mean loss ``mean_loss``."""
+    add_l2(layout, params, l2, grad)
+    return mean_loss + l2_penalty(layout, params, l2)
+
+
 @jit
-def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
-                   work, n_threads):
-    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+def serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite,
+                          grad, work, n_threads):
+    """:func:`value_and_grad` on the calling thread, never split (``n_threads`` is not read):
+    the same result wherever :func:`splits` is false, and none of the parallel code to compile."""
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
     labels, sample_weights = borrowed(labels), borrowed(sample_weights)
     grad, work = borrowed(grad), borrowed(work)
-    status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
+    status = _gradient_status(layout, params, X, Y, labels, check_finite, grad, work,
+                              np.int64(1))
     if status != OK:
         return status, l2 * 0
-    batch = X.shape[0]
     scale = weight_scale(sample_weights)
-    n_chunks = _chunk_count(layout, batch, n_threads)
-    _check_workspace(layout, batch, n_chunks, work)
+    total = _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work,
+                      np.int64(SMALL_GEMM), None)
+    return OK, _with_l2(layout, params, l2, grad, total * scale)
+
+
+@jit
+def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
+                   work, n_threads):
+    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``. Splits the
+    batch among up to ``n_threads`` threads where :func:`splits` says so, else runs
+    :func:`serial_value_and_grad`."""
+    n_chunks = _chunk_count(layout, X.shape[0], n_threads)
     if n_chunks == 1:
-        total = _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work,
-                          np.int64(SMALL_GEMM), n_chunks > 1)
-    else:
-        total = _split_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad,
-                                work, n_chunks)
-    add_l2(layout, params, l2, grad)
-    return OK, total * scale + l2_penalty(layout, params, l2)
+        return serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2,
+                                     check_finite, grad, work, n_threads)
+    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
+    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
+    grad, work = borrowed(grad), borrowed(work)
+    status = _gradient_status(layout, params, X, Y, labels, check_finite, grad, work, n_chunks)
+    if status != OK:
+        return status, l2 * 0
+    scale = weight_scale(sample_weights)
+    total = _split_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad,
+                            work, n_chunks)
+    return OK, _with_l2(layout, params, l2, grad, total * scale)
 
 
 @jit
@@ -363,7 +404,7 @@ def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite
         return status, l2 * 0
     batch = X.shape[0]
     _check_workspace(layout, batch, 1, work)
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), np.bool_(False))
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), None)
     scale = weight_scale(sample_weights)
     total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
     return OK, total * scale + l2_penalty(layout, params, l2)
@@ -378,7 +419,7 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     if status != OK:
         return status
     _check_workspace(layout, X.shape[0], 1, work)
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), np.bool_(False))
+    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), None)
     last = layout.shape[0] - 1
     Z = activations(work, layout, last, X.shape[0])
     for i in range(X.shape[0]):

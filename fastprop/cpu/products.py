@@ -25,10 +25,11 @@ of every addition.
 
 Every product writes straight into the view it is given (the gradient vector's, the
 workspace's). ``limit`` is the largest product that :func:`~fastprop.cpu.gemm.gemm` takes
-(:data:`SMALL_GEMM`, or :data:`SPLIT_GEMM` in a batch split among threads); ``packing`` says
-whether the products that :func:`~fastprop.cpu.gemm.gemm` does not take go to the packed product
-(a batch split among threads) rather than to BLAS, and ``pack`` is the packed product's column
-block.
+(:data:`SMALL_GEMM`, or :data:`SPLIT_GEMM` in a batch split among threads); ``pack`` is the
+packed product's column block in a batch split among threads, where the products that
+:func:`~fastprop.cpu.gemm.gemm` does not take go to the packed product, and None elsewhere, where
+they go to BLAS. None is a type of its own: numba drops the branches for the other case while it
+compiles, so a gradient that never splits does not compile the packed product.
 """
 
 from __future__ import annotations
@@ -73,14 +74,14 @@ def _fits_gemm(rows, inner, cols, limit):
 
 
 @jit(inline="always")
-def _use_gemm(rows, inner, cols, limit, packing):
+def _use_gemm(rows, inner, cols, limit, pack):
     """Whether a ``rows x inner x cols`` product goes to :func:`~fastprop.cpu.gemm.gemm`: it
-    fits (:func:`_fits_gemm`) and, where ``packing`` (a batch split among threads), its right
+    fits (:func:`_fits_gemm`) and, with a ``pack`` block (a batch split among threads), its right
     operand is small enough to stay in the core's cache (:data:`SPLIT_WEIGHTS`). A
     larger one goes to the packed product: :func:`~fastprop.cpu.gemm.gemm` would read it from
     memory once per four rows, slower than BLAS."""
     return (_fits_gemm(rows, inner, cols, limit)
-            and (not packing or inner * cols <= SPLIT_WEIGHTS))
+            and (pack is None or inner * cols <= SPLIT_WEIGHTS))
 
 
 @jit(inline="always")
@@ -127,18 +128,18 @@ def _transpose_into(W, WT):
 
 
 @jit(fastmath={"reassoc"})
-def forward_product(A, W, out, WT, limit, packing, pack):
+def forward_product(A, W, out, WT, limit, pack):
     """``out = A W^T``; ``reassoc`` lets each dot product of a single sample run in SIMD lanes.
     ``WT`` is room for ``W^T`` (``n_in x n_out``), which the compiled product reads by rows; the
     packed product packs its column blocks from ``W`` itself."""
     if A.shape[0] > 1 or W.size > SINGLE_SAMPLE_WEIGHTS:
-        if _use_gemm(A.shape[0], A.shape[1], W.shape[0], limit, packing):
+        if _use_gemm(A.shape[0], A.shape[1], W.shape[0], limit, pack):
             _transpose_into(W, WT)
             gemm(A, WT, out)
-        elif packing:
-            packed_gemm(A, W.T, out, pack)
-        else:
+        elif pack is None:
             dot(A, W.T, out)
+        else:
+            packed_gemm(A, W.T, out, pack)
         return
     a, o = A[0], out[0]
     zero = out.dtype.type(0)
@@ -162,23 +163,23 @@ def forward_product(A, W, out, WT, limit, packing, pack):
 
 
 @jit
-def backpropagate_delta(D, W, out, limit, packing, pack):
+def backpropagate_delta(D, W, out, limit, pack):
     """``out = D W``: the layer's delta ``D`` carried back through its weights to its inputs
     (before the inputs' activation derivative); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SINGLE_SAMPLE_WEIGHTS:
-        if _use_gemm(D.shape[0], D.shape[1], W.shape[1], limit, packing):
+        if _use_gemm(D.shape[0], D.shape[1], W.shape[1], limit, pack):
             gemm(D, W, out)
-        elif packing:
-            packed_gemm(D, W, out, pack)
-        else:
+        elif pack is None:
             dot(D, W, out)
+        else:
+            packed_gemm(D, W, out, pack)
         return
     out[0, :] = 0
     add_combination(D[0], W, out[0])
 
 
 @jit
-def weight_gradient(D, A, out, limit, packing, pack, transposed):
+def weight_gradient(D, A, out, limit, pack, transposed):
     """``out = D^T A``: the layer's weight gradient from its delta ``D`` and inputs ``A``; one
     sample as an outer product.
 
@@ -190,16 +191,16 @@ def weight_gradient(D, A, out, limit, packing, pack, transposed):
     if D.shape[0] > 1 or out.size > SINGLE_SAMPLE_WEIGHTS:
         n_out, n_in = out.shape
         rows = D.shape[0]
-        if n_in < n_out and _use_gemm(n_in, rows, n_out, limit, packing):
+        if n_in < n_out and _use_gemm(n_in, rows, n_out, limit, pack):
             gemm(A.T, D, out.T)
-        elif _use_gemm(n_out, rows, n_in, limit, packing):
+        elif _use_gemm(n_out, rows, n_in, limit, pack):
             gemm(D.T, A, out)
-        elif packing:
+        elif pack is None:
+            dot(D.T, A, out)
+        else:
             DT = matrix_view(transposed, 0, n_out, rows)
             _transpose_into(D, DT)
             packed_gemm(DT, A, out, pack)
-        else:
-            dot(D.T, A, out)
         return
     for j in range(D.shape[1]):
         d = D[0, j]

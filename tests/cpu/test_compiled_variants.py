@@ -1,0 +1,43 @@
+"""What a first call compiles: only the kernels that its batch runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import fastprop as fp
+from fastprop.cpu import matrix
+
+# A fresh process: the test process's dispatchers may hold overloads of earlier tests.
+_FIRST_CALLS = """
+import json
+import numpy as np
+import fastprop as fp
+from fastprop.cpu import matrix
+net = fp.MLP([32] * 5, "tanh")
+params = net.init(seed=0)
+X = np.ones((16, 32))
+grad = np.empty_like(params)
+for _ in range(3):  # the checked path, then the direct path
+    loss, _ = net.value_and_grad(params, X, X, out=grad, backend="matrix")
+assert np.isfinite(loss) and np.isfinite(grad).all()
+print(json.dumps({name: len(getattr(matrix, name).signatures)
+                  for name in ("serial_value_and_grad", "value_and_grad", "_split_gradient")}))
+"""
+
+
+def test_a_batch_that_does_not_split_compiles_no_parallel_code():
+    """16 rows never split among threads: the first gradient runs (and compiles) the serial entry
+    point alone, not the one that can split, nor the parallel region."""
+    out = subprocess.run([sys.executable, "-c", _FIRST_CALLS], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "serial_value_and_grad": 1, "value_and_grad": 0, "_split_gradient": 0}
+
+
+def test_splits_is_whether_value_and_grad_splits():
+    layout = fp.MLP([256] * 3).spec.layout
+    for batch, n_threads in ((256, 2), (256, 1), (16, 2)):
+        assert matrix.splits(layout, batch, n_threads) == (
+            matrix._chunk_count(layout, batch, n_threads) > 1) == (n_threads == 2 and batch == 256)
