@@ -75,7 +75,7 @@ from .products import (
     forward_product,
     weight_gradient,
 )
-from .views import borrowed, matrix_view
+from .views import borrowed, borrowed_input, matrix_view
 
 #: Fewest rows of a batch per thread, and fewest multiply-adds (``batch x n_params``) of a
 #: gradient that splits among threads: starting a parallel region costs about as much as a small
@@ -359,9 +359,9 @@ def serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights,
                           grad, work, n_threads):
     """:func:`value_and_grad` on the calling thread, never split (``n_threads`` is not read):
     the same result wherever :func:`splits` is false, and none of the parallel code to compile."""
-    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
-    grad, work = borrowed(grad), borrowed(work)
+    layout, grad, work = borrowed(layout), borrowed(grad), borrowed(work)
+    params, X, Y = borrowed_input(params), borrowed_input(X), borrowed_input(Y)
+    labels, sample_weights = borrowed_input(labels), borrowed_input(sample_weights)
     status = _gradient_status(layout, params, X, Y, labels, check_finite, grad, work,
                               np.int64(1))
     if status != OK:
@@ -378,13 +378,13 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, ch
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``. Splits the
     batch among up to ``n_threads`` threads where :func:`splits` says so, else runs
     :func:`serial_value_and_grad`."""
+    layout, grad, work = borrowed(layout), borrowed(grad), borrowed(work)
+    params, X, Y = borrowed_input(params), borrowed_input(X), borrowed_input(Y)
+    labels, sample_weights = borrowed_input(labels), borrowed_input(sample_weights)
     n_chunks = _chunk_count(layout, X.shape[0], n_threads)
     if n_chunks == 1:
         return serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2,
                                      check_finite, grad, work, n_threads)
-    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
-    grad, work = borrowed(grad), borrowed(work)
     status = _gradient_status(layout, params, X, Y, labels, check_finite, grad, work, n_chunks)
     if status != OK:
         return status, l2 * 0
@@ -397,8 +397,9 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, ch
 @jit
 def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
-    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, sample_weights, work = borrowed(labels), borrowed(sample_weights), borrowed(work)
+    layout, work = borrowed(layout), borrowed(work)
+    params, X, Y = borrowed_input(params), borrowed_input(X), borrowed_input(Y)
+    labels, sample_weights = borrowed_input(labels), borrowed_input(sample_weights)
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
@@ -413,8 +414,8 @@ def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite
 @jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
-    layout, params, X = borrowed(layout), borrowed(params), borrowed(X)
-    out, work = borrowed(out), borrowed(work)
+    layout, out, work = borrowed(layout), borrowed(out), borrowed(work)
+    params, X = borrowed_input(params), borrowed_input(X)
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status

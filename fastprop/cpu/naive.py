@@ -55,7 +55,7 @@ from .common import (
     weight_scale,
     weights,
 )
-from .views import borrowed, matrix_view
+from .views import borrowed, borrowed_input, matrix_view
 
 
 def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
@@ -320,9 +320,9 @@ def _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_t
 def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
                    work, n_threads):
     """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
-    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, sample_weights = borrowed(labels), borrowed(sample_weights)
-    grad, work = borrowed(grad), borrowed(work)
+    layout, grad, work = borrowed(layout), borrowed(grad), borrowed(work)
+    params, X, Y = borrowed_input(params), borrowed_input(X), borrowed_input(Y)
+    labels, sample_weights = borrowed_input(labels), borrowed_input(sample_weights)
     status = check_gradient_inputs(layout, params, X, Y, labels, check_finite, grad)
     if status != OK:
         return status, l2 * 0
@@ -335,8 +335,9 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, ch
 @jit
 def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, work, n_threads):
     """The loss alone (forward pass only); returns ``(status, loss)``."""
-    layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
-    labels, sample_weights, work = borrowed(labels), borrowed(sample_weights), borrowed(work)
+    layout, work = borrowed(layout), borrowed(work)
+    params, X, Y = borrowed_input(params), borrowed_input(X), borrowed_input(Y)
+    labels, sample_weights = borrowed_input(labels), borrowed_input(sample_weights)
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
@@ -350,8 +351,8 @@ def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite
 @jit
 def forward(layout, params, X, check_finite, out, work, n_threads):
     """Network outputs (after the output activation) written into ``out``; returns the status."""
-    layout, params, X = borrowed(layout), borrowed(params), borrowed(X)
-    out, work = borrowed(out), borrowed(work)
+    layout, out, work = borrowed(layout), borrowed(out), borrowed(work)
+    params, X = borrowed_input(params), borrowed_input(X)
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status

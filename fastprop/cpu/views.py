@@ -17,6 +17,11 @@ training epoch) borrows its array arguments on its first line, so that nothing b
 references: numba also takes a reference for every array argument of every call. :func:`matrix_view`
 builds a borrowed 2-D view directly, and checks that it lies inside the flat array, as reshape
 does.
+
+numba compiles a function once per type of each argument, and an array's type includes whether
+it is writeable. The entry points borrow their input arrays with :func:`borrowed_input`, typed
+writeable, so that a read-only input (a memory map) compiles the entry point again and nothing
+below it.
 """
 
 from __future__ import annotations
@@ -37,18 +42,32 @@ def _populate_borrowed(view, source, data, shape, strides, itemsize):
                    parent=cgutils.get_null_value(source.parent.type))
 
 
-@intrinsic
-def borrowed(typingctx, array):
-    """``array`` itself, without its owner reference (see the module notes)."""
+def _borrow_as(array, result):
+    """The typing and codegen of an intrinsic that returns ``array`` borrowed, typed
+    ``result``."""
 
     def codegen(context, builder, signature, args):
         source = make_array(array)(context, builder, value=args[0])
-        view = make_array(array)(context, builder)
+        view = make_array(result)(context, builder)
         _populate_borrowed(view, source, source.data, cgutils.unpack_tuple(builder, source.shape),
                            cgutils.unpack_tuple(builder, source.strides), source.itemsize)
-        return impl_ret_untracked(context, builder, array, view._getvalue())
+        return impl_ret_untracked(context, builder, result, view._getvalue())
 
-    return array(array), codegen
+    return result(array), codegen
+
+
+@intrinsic
+def borrowed(typingctx, array):
+    """``array`` itself, without its owner reference (see the module notes)."""
+    return _borrow_as(array, array)
+
+
+@intrinsic
+def borrowed_input(typingctx, array):
+    """:func:`borrowed`, typed writeable whatever ``array``'s flag: an input array (read-only, say
+    a memory map) then has the type of a writeable one, so that the kernels below an entry point
+    compile once for both. Only for arrays that the kernels never write."""
+    return _borrow_as(array, array.copy(readonly=False))
 
 
 @intrinsic

@@ -1,10 +1,14 @@
-"""What a first call compiles: only the kernels that its batch runs."""
+"""What compiles at a first call: only the kernels that its batch runs, and for read-only inputs
+nothing below the entry points."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+
+import numpy as np
+import pytest
 
 import fastprop as fp
 from fastprop.cpu import matrix
@@ -13,6 +17,9 @@ from fastprop.cpu import matrix
 _FIRST_CALLS = """
 import json
 import numpy as np
+import numpy as np
+import pytest
+
 import fastprop as fp
 from fastprop.cpu import matrix
 net = fp.MLP([32] * 5, "tanh")
@@ -41,3 +48,26 @@ def test_splits_is_whether_value_and_grad_splits():
     for batch, n_threads in ((256, 2), (256, 1), (16, 2)):
         assert matrix.splits(layout, batch, n_threads) == (
             matrix._chunk_count(layout, batch, n_threads) > 1) == (n_threads == 2 and batch == 256)
+
+
+@pytest.mark.parametrize(("backend", "body"), [("matrix", "_gradient"), ("naive", "_all_groups")])
+def test_read_only_inputs_compile_no_new_variant_of_the_kernels(backend, body):
+    """The entry points type their input arrays as writeable: read-only inputs (a memory map, say)
+    compile the entry points again, and nothing below them; the results are bitwise the same."""
+    kernels = fp.BACKENDS[backend].kernels
+    net = fp.MLP([6, 8, 3], "tanh", dtype=np.float32, l2=1e-3)
+    params = net.init(seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    Y = np.ones((5, 3), np.float32)
+    expected = net.value_and_grad(params, X, Y, backend=backend)
+    expected_loss = net.loss(params, X, Y, backend=backend)
+    expected_out = net.forward(params, X, backend=backend)
+    signatures = len(getattr(kernels, body).signatures)
+    frozen = [array.copy() for array in (params, X, Y)]
+    for array in frozen:
+        array.flags.writeable = False
+    loss, grad = net.value_and_grad(*frozen, backend=backend)
+    assert loss == expected[0] and grad.tobytes() == expected[1].tobytes()
+    assert net.loss(*frozen, backend=backend) == expected_loss
+    assert net.forward(*frozen[:2], backend=backend).tobytes() == expected_out.tobytes()
+    assert len(getattr(kernels, body).signatures) == signatures
