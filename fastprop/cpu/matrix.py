@@ -184,9 +184,9 @@ def _chunk_count(layout, batch, n_threads):
     if n_chunks < 2 or batch * parameter_count(layout) < PARALLEL_WORK:
         return 1
     rows = _chunk_rows(batch, n_chunks)
-    if all_products_compiled(layout, rows, SPLIT_WEIGHTS, SPLIT_GEMM) or (
+    if all_products_compiled(layout, rows, np.int64(SPLIT_WEIGHTS), np.int64(SPLIT_GEMM)) or (
             packs_large_products() and rows >= PACKED_ROWS
-            and all_products_compiled(layout, rows, UNLIMITED, UNLIMITED)):
+            and all_products_compiled(layout, rows, np.int64(UNLIMITED), np.int64(UNLIMITED))):
         return n_chunks
     return 1
 

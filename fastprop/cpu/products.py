@@ -39,7 +39,7 @@ from .._layout import N_IN, N_OUT
 from .blas import dot
 from .common import add_combination
 from .gemm import MR, NR_QUAD, gemm, packed_gemm
-from .views import matrix_view
+from .views import any_layout, matrix_view
 
 #: Largest weight matrix (elements) whose products with a single sample run as compiled loops,
 #: not on BLAS.
@@ -135,9 +135,9 @@ def forward_product(A, W, out, WT, limit, pack):
     if A.shape[0] > 1 or W.size > SINGLE_SAMPLE_WEIGHTS:
         if _use_gemm(A.shape[0], A.shape[1], W.shape[0], limit, pack):
             _transpose_into(W, WT)
-            gemm(A, WT, out)
+            gemm(any_layout(A), WT, out)
         elif pack is None:
-            dot(A, W.T, out)
+            dot(any_layout(A), any_layout(W.T), out)
         else:
             packed_gemm(A, W.T, out, pack)
         return
@@ -168,9 +168,9 @@ def backpropagate_delta(D, W, out, limit, pack):
     (before the inputs' activation derivative); one sample as a sum of scaled rows of ``W``."""
     if D.shape[0] > 1 or W.size > SINGLE_SAMPLE_WEIGHTS:
         if _use_gemm(D.shape[0], D.shape[1], W.shape[1], limit, pack):
-            gemm(D, W, out)
+            gemm(any_layout(D), W, out)
         elif pack is None:
-            dot(D, W, out)
+            dot(any_layout(D), any_layout(W), out)
         else:
             packed_gemm(D, W, out, pack)
         return
@@ -192,11 +192,11 @@ def weight_gradient(D, A, out, limit, pack, transposed):
         n_out, n_in = out.shape
         rows = D.shape[0]
         if n_in < n_out and _use_gemm(n_in, rows, n_out, limit, pack):
-            gemm(A.T, D, out.T)
+            gemm(any_layout(A.T), D, out.T)
         elif _use_gemm(n_out, rows, n_in, limit, pack):
-            gemm(D.T, A, out)
+            gemm(any_layout(D.T), A, out)
         elif pack is None:
-            dot(D.T, A, out)
+            dot(any_layout(D.T), any_layout(A), out)
         else:
             DT = matrix_view(transposed, 0, n_out, rows)
             _transpose_into(D, DT)

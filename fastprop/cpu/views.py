@@ -18,10 +18,12 @@ references: numba also takes a reference for every array argument of every call.
 builds a borrowed 2-D view directly, and checks that it lies inside the flat array, as reshape
 does.
 
-numba compiles a function once per type of each argument, and an array's type includes whether
-it is writeable. The entry points borrow their input arrays with :func:`borrowed_input`, typed
+numba compiles a function once per type of each argument, and an array's type includes its layout
+and whether it is writeable. Two variants of :func:`borrowed` keep those from multiplying the
+compiled code: the entry points borrow their input arrays with :func:`borrowed_input`, typed
 writeable, so that a read-only input (a memory map) compiles the entry point again and nothing
-below it.
+below it; and the products pass their operands through :func:`any_layout`, so that each compiles
+once for C-ordered operands and transposed views.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ def borrowed_input(typingctx, array):
     a memory map) then has the type of a writeable one, so that the kernels below an entry point
     compile once for both. Only for arrays that the kernels never write."""
     return _borrow_as(array, array.copy(readonly=False))
+
+
+@intrinsic
+def any_layout(typingctx, array):
+    """:func:`borrowed`, typed with layout ``"A"`` (strides read at run time): a compiled function
+    that takes it compiles once for C-ordered arrays and transposed views alike."""
+    return _borrow_as(array, array.copy(layout="A"))
 
 
 @intrinsic
