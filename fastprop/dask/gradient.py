@@ -44,8 +44,9 @@ def l2_term(net: MLP, params: np.ndarray) -> tuple[float, np.ndarray]:
 def shared(params: np.ndarray) -> Any:
     """``params`` as one key of a task graph. Each worker fetches it once, from a worker that
     holds it; and, like any key, Dask computes it again if every worker that held it is lost (a
-    scattered array would be lost with them)."""
-    return dask.delayed(params, pure=True)
+    scattered array would be lost with them). The key is random, not a hash of the values, as
+    are the tasks' keys: hashing every task's arguments cost more than a small chunk's task."""
+    return dask.delayed(params, pure=False)
 
 
 def _parts(task: Callable[..., tasks.Part], net: MLP, params: Any,
@@ -58,7 +59,7 @@ def _parts(task: Callable[..., tasks.Part], net: MLP, params: Any,
     Y = samples.Y.to_delayed().ravel()
     weights = ([None] * n_chunks if samples.sample_weight is None
                else samples.sample_weight.to_delayed().ravel())
-    call = dask.delayed(task, pure=True)
+    call = dask.delayed(task, pure=False)
     return [call(local, params, x, y, w, backend, tasks.Where(index, n_chunks, start, stop))
             for index, (x, y, w, (start, stop)) in enumerate(
                 zip(X, Y, weights, samples.bounds, strict=True))]
@@ -68,7 +69,7 @@ def _tree(parts: list[Any], split_every: int) -> Any:
     """The sum of ``parts`` as a tree of :func:`fastprop.dask.tasks.add` nodes of at most
     ``split_every`` parts each, in the parts' order (so the sum does not depend on which worker
     computes what)."""
-    add = dask.delayed(tasks.add, pure=True)
+    add = dask.delayed(tasks.add, pure=False)
     while len(parts) > 1:
         parts = [add(*parts[start:start + split_every])
                  for start in range(0, len(parts), split_every)]
