@@ -29,7 +29,12 @@ first = time.perf_counter() - start
 start = time.perf_counter()
 net.value_and_grad(params, X, X, backend={backend!r})
 second = time.perf_counter() - start
-print(json.dumps({{"first": first, "second": second}}))
+X_read_only = X.copy()
+X_read_only.flags.writeable = False
+start = time.perf_counter()
+net.value_and_grad(params, X_read_only, X, backend={backend!r})
+read_only = time.perf_counter() - start
+print(json.dumps({{"first": first, "second": second, "read_only": read_only}}))
 """
 
 
@@ -47,7 +52,8 @@ def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
     -------
     dict
         ``first``: seconds from before ``import numpy`` to the end of the first
-        ``value_and_grad`` call; ``second``: seconds of the second call.
+        ``value_and_grad`` call; ``second``: seconds of the second call; ``read_only``: seconds
+        of a third call, with a read-only ``X`` (a memory map's type: what numba compiles again).
     """
     batch, width, depth = Shape.parse(COMPILE_CASE)
     script = _SCRIPT.format(sizes=[width] * (depth + 1), dtype=dtype, network=NETWORK,
@@ -86,3 +92,11 @@ class CompileTime:
         return seconds["first"] - seconds["second"]
 
     track_first_call_compile.unit = "s"
+
+    def track_read_only_compile(self, backend: str, dtype: str) -> float:
+        """After the first call, a call with a read-only ``X`` minus a warm call: the seconds
+        spent compiling for the read-only array type, in the same kind of fresh process."""
+        seconds = first_call_seconds(backend, dtype)
+        return seconds["read_only"] - seconds["second"]
+
+    track_read_only_compile.unit = "s"
