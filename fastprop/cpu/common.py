@@ -8,7 +8,7 @@ Every backend's entry point has the same signature::
         -> (status, loss)
     forward(layout, params, X, check_finite, out, work, n_threads) -> status
 
-The matrix backend also has ``serial_value_and_grad``, with ``value_and_grad``'s signature, which
+Both backends also have ``serial_value_and_grad``, with ``value_and_grad``'s signature, which
 never splits a batch among threads, and ``splits(layout, batch, n_threads)``, which says whether
 ``value_and_grad`` would: :class:`fastprop.cpu.backend.CpuBackend` calls the serial entry point
 for a batch that does not split, so that numba compiles the parallel code only for one that does.

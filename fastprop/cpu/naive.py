@@ -68,6 +68,13 @@ def uses_threads(batch: int) -> bool:
     return batch > 1
 
 
+def splits(layout: np.ndarray, batch: int, n_threads: int) -> bool:
+    """Whether :func:`value_and_grad` splits a batch of ``batch`` samples among ``n_threads``
+    threads. Where it does not, :func:`serial_value_and_grad` computes the same gradient, and a
+    caller that takes it leaves the parallel code uncompiled."""
+    return batch > 1 and n_threads > 1
+
+
 #: Most samples run at once: their activations and deltas are kept, and the gradient is read and
 #: written once per group. Bounds the workspace (at width 512 and depth 4, 64 samples take 2 MB
 #: in float64); against a group's arithmetic, the gradient's traffic is a few percent.
@@ -278,26 +285,11 @@ def _parallel_gradient_rows(layout, g, work, n_parts, grad, write):
 
 
 @jit(inline="always")
-def _group(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scale, work,
-           n_threads, with_grad, grad):
-    """One group of ``g`` samples from ``X[first]``, both phases (in parallel when ``n_threads``
-    is above one), the second (the gradient, into ``grad``) only with ``with_grad``; returns the
-    group's summed weighted loss."""
-    n_parts = min(g, n_threads)
-    if n_parts == 1:  # one thread: no parallel region (its start-up would buy nothing)
-        _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, np.int64(0),
-                 n_parts, scale, work, with_grad)
-    else:
-        _parallel_samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scale,
-                          work, n_parts, with_grad)
-    if with_grad:
-        if n_parts == 1:
-            _gradient_rows(layout, g, work, np.int64(0), n_parts, grad, first == 0)
-        else:
-            _parallel_gradient_rows(layout, g, work, n_parts, grad, first == 0)
+def _group_loss(layout, work, g):
+    """The summed weighted loss of a group of ``g`` samples, in sample order."""
     _, _, losses = _group_parts(layout, work, g)
     total = losses[0]
-    for s in range(1, g):  # in sample order
+    for s in range(1, g):
         total += losses[s]
     return total
 
@@ -305,21 +297,36 @@ def _group(layout, loss_id, params, X, Y, labels, sample_weights, first, g, scal
 @jit
 def _all_groups(layout, loss_id, params, X, Y, labels, sample_weights, work, n_threads, with_grad,
                 grad):
-    """Every group of the batch in turn; returns the weighted mean loss. With ``with_grad`` the
-    gradient is written into ``grad``; without it ``grad`` is left alone (the loss alone)."""
+    """Every group of the batch in turn, both phases of each (in parallel when ``n_threads`` is
+    above one), the second (the gradient, into ``grad``) only with ``with_grad``; returns the
+    weighted mean loss. Without ``with_grad``, ``grad`` is left alone (the loss alone). With
+    ``n_threads`` None, all on the calling thread: None is a type of its own, and numba drops the
+    parallel branch while it compiles, so the parallel phases are not compiled."""
     batch = X.shape[0]
     scale = weight_scale(sample_weights)
     total = scale * 0
     for first in range(0, batch, GROUP):
-        total += _group(layout, loss_id, params, X, Y, labels, sample_weights, first,
-                        min(GROUP, batch - first), scale, work, n_threads, with_grad, grad)
+        g = min(GROUP, batch - first)
+        if n_threads is None or min(g, n_threads) == 1:  # no parallel region (it buys nothing)
+            _samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g,
+                     np.int64(0), np.int64(1), scale, work, with_grad)
+            if with_grad:
+                _gradient_rows(layout, g, work, np.int64(0), np.int64(1), grad, first == 0)
+        else:
+            n_parts = min(g, n_threads)
+            _parallel_samples(layout, loss_id, params, X, Y, labels, sample_weights, first, g,
+                              scale, work, n_parts, with_grad)
+            if with_grad:
+                _parallel_gradient_rows(layout, g, work, n_parts, grad, first == 0)
+        total += _group_loss(layout, work, g)
     return total * scale
 
 
-@jit
-def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
-                   work, n_threads):
-    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+@jit(inline="always")
+def _value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
+                    work, n_threads):
+    """The body of :func:`value_and_grad` and :func:`serial_value_and_grad` (``n_threads``
+    None)."""
     layout, grad, work = borrowed(layout), borrowed(grad), borrowed(work)
     params, X, Y = borrowed_input(params), borrowed_input(X), borrowed_input(Y)
     labels, sample_weights = borrowed_input(labels), borrowed_input(sample_weights)
@@ -330,6 +337,24 @@ def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, ch
                        np.bool_(True), grad)
     add_l2(layout, params, l2, grad)
     return OK, loss + l2_penalty(layout, params, l2)
+
+
+@jit
+def value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite, grad,
+                   work, n_threads):
+    """Loss and its gradient (written into ``grad``); returns ``(status, loss)``."""
+    return _value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite,
+                           grad, work, n_threads)
+
+
+@jit
+def serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite,
+                          grad, work, n_threads):
+    """:func:`value_and_grad` on the calling thread (``n_threads`` is not read): the same result
+    (the naive backend's is the same on any number of threads), and none of the parallel code to
+    compile."""
+    return _value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite,
+                           grad, work, None)
 
 
 @jit

@@ -11,36 +11,39 @@ import numpy as np
 import pytest
 
 import fastprop as fp
-from fastprop.cpu import matrix
+from fastprop.cpu import matrix, naive
 
 # A fresh process: the test process's dispatchers may hold overloads of earlier tests.
 _FIRST_CALLS = """
 import json
 import numpy as np
-import numpy as np
-import pytest
-
 import fastprop as fp
-from fastprop.cpu import matrix
+from fastprop.cpu import matrix, naive
 net = fp.MLP([32] * 5, "tanh")
 params = net.init(seed=0)
-X = np.ones((16, 32))
 grad = np.empty_like(params)
-for _ in range(3):  # the checked path, then the direct path
-    loss, _ = net.value_and_grad(params, X, X, out=grad, backend="matrix")
-assert np.isfinite(loss) and np.isfinite(grad).all()
-print(json.dumps({name: len(getattr(matrix, name).signatures)
-                  for name in ("serial_value_and_grad", "value_and_grad", "_split_gradient")}))
+for backend, batch in (("matrix", 16), ("naive", 1)):
+    X = np.ones((batch, 32))
+    for _ in range(3):  # the checked path, then the direct path
+        loss, _ = net.value_and_grad(params, X, X, out=grad, backend=backend)
+    assert np.isfinite(loss) and np.isfinite(grad).all()
+print(json.dumps({f"{kernels.__name__}.{name}": len(getattr(kernels, name).signatures)
+                  for kernels, names in ((matrix, ("_split_gradient",)),
+                                         (naive, ("_parallel_samples", "_parallel_gradient_rows")))
+                  for name in ("serial_value_and_grad", "value_and_grad", *names)}))
 """
 
 
 def test_a_batch_that_does_not_split_compiles_no_parallel_code():
-    """16 rows never split among threads: the first gradient runs (and compiles) the serial entry
-    point alone, not the one that can split, nor the parallel region."""
+    """16 rows on the matrix backend, one sample on the naive one, never split among threads: the
+    first gradient runs (and compiles) the serial entry point alone, not the one that can split,
+    nor the parallel code."""
     out = subprocess.run([sys.executable, "-c", _FIRST_CALLS], capture_output=True, text=True,
                          check=True).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == {
-        "serial_value_and_grad": 1, "value_and_grad": 0, "_split_gradient": 0}
+    counts = json.loads(out.strip().splitlines()[-1])
+    assert {name: count for name, count in counts.items() if count} == {
+        "fastprop.cpu.matrix.serial_value_and_grad": 1,
+        "fastprop.cpu.naive.serial_value_and_grad": 1}, counts
 
 
 def test_splits_is_whether_value_and_grad_splits():
@@ -48,6 +51,8 @@ def test_splits_is_whether_value_and_grad_splits():
     for batch, n_threads in ((256, 2), (256, 1), (16, 2)):
         assert matrix.splits(layout, batch, n_threads) == (
             matrix._chunk_count(layout, batch, n_threads) > 1) == (n_threads == 2 and batch == 256)
+    assert [naive.splits(layout, batch, n_threads) for batch, n_threads in
+            ((2, 2), (1, 2), (64, 1))] == [True, False, False]
 
 
 @pytest.mark.parametrize(("backend", "body"), [("matrix", "_gradient"), ("naive", "_all_groups")])
