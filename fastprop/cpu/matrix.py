@@ -21,7 +21,8 @@ activations for the batch, one scratch block for ``D_l W_l``, the packed product
 block for a transposed weight matrix or delta (the compiled products read ``W^T`` and ``D^T`` by
 rows), and at the end the per-sample losses. The kernels check its length first. A batch split among
 threads has one such block per thread, for its rows, then the gradients of every thread but the
-first, then one loss per thread.
+first, then one loss per thread. A long batch on the calling thread runs in blocks of rows (see
+:data:`BLOCK_ELEMENTS`): the workspace holds one block, then one more gradient.
 
 Threads: a gradient whose products of a thread's rows can all go to compiled code (to
 :func:`~fastprop.cpu.gemm.gemm`, weights up to 256 x 256; or, where
@@ -85,6 +86,14 @@ PARALLEL_WORK = 1 << 19
 #: Fewest parameters for which the threads' gradients are added in parallel: below it, starting
 #: a second parallel region costs more than adding them on one thread.
 PARALLEL_SUM = 1 << 18
+#: On the calling thread, a batch of at least :data:`BLOCKS` blocks runs block by block, each of
+#: ``max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // total width)`` rows: the element-wise passes over a
+#: block's activations then read the cache, not memory, and the workspace holds one block. A
+#: block is large enough for its products to run at BLAS's full speed and for the addition of
+#: its gradient to cost little.
+BLOCK_ELEMENTS = 1 << 19
+MIN_BLOCK_ROWS = 1024
+BLOCKS = 4
 # The product limits go to the compiled functions as ``np.int64(...)`` or values computed at run
 # time, never as Python constants: numba compiles a function again for each constant argument (a
 # literal type), and ``_gradient``, with everything it calls, would compile once per limit. The
@@ -98,11 +107,22 @@ def workspace_size(layout: np.ndarray, batch: int, n_threads: int) -> int:
 
 @jit
 def _workspace_needed(layout, batch, n_chunks):
-    """Length of the workspace for a batch of ``batch`` samples in ``n_chunks`` row blocks."""
-    one_chunk = _chunk_workspace(layout, _chunk_rows(batch, n_chunks))
+    """Length of the workspace for a batch of ``batch`` samples in ``n_chunks`` row blocks run
+    by as many threads (on one thread: in blocks of :func:`_block_rows`, with one more
+    gradient where there are several)."""
     if n_chunks == 1:
-        return one_chunk
+        rows = _block_rows(layout, batch)
+        return _chunk_workspace(layout, rows) + (parameter_count(layout) if rows < batch else 0)
+    one_chunk = _chunk_workspace(layout, _chunk_rows(batch, n_chunks))
     return n_chunks * (one_chunk + 1) + (n_chunks - 1) * parameter_count(layout)
+
+
+@jit(inline="always")
+def _block_rows(layout, batch):
+    """Rows of each block of a batch on the calling thread: the whole batch, unless it holds at
+    least :data:`BLOCKS` blocks (see :data:`BLOCK_ELEMENTS`)."""
+    rows = max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // total_width(layout))
+    return rows if batch >= BLOCKS * rows else batch
 
 
 @jit(inline="always")
@@ -287,6 +307,47 @@ def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad
     return total
 
 
+@jit
+def _blocked_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work):
+    """:func:`_gradient` of the rows of ``X`` on the calling thread, in blocks of
+    :func:`_block_rows`: the first block writes ``grad``; each later one writes a gradient of its
+    own at the end of the workspace, which is added to ``grad``."""
+    batch = X.shape[0]
+    rows = _block_rows(layout, batch)
+    limit = np.int64(SMALL_GEMM)
+    size = _chunk_workspace(layout, rows)
+    block_work = work[:size]
+    total = _gradient(layout, loss_id, params, X[:rows], Y[:rows], labels[:rows],
+                      sample_weights[:rows], scale, grad, block_work, limit, None)
+    if rows < batch:
+        block_grad = work[size:size + grad.shape[0]]
+        for start in range(rows, batch, rows):
+            stop = min(start + rows, batch)
+            total += _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
+                               labels[start:stop], sample_weights[start:stop], scale, block_grad,
+                               block_work, limit, None)
+            for k in range(grad.shape[0]):
+                grad[k] += block_grad[k]
+    return total
+
+
+@jit
+def _blocked_loss_sum(layout, loss_id, params, X, Y, labels, sample_weights, scale, work):
+    """The sum of the weighted losses of the rows of ``X`` (forward passes in blocks of
+    :func:`_block_rows`)."""
+    batch = X.shape[0]
+    rows = _block_rows(layout, batch)
+    block_work = work[:_chunk_workspace(layout, rows)]
+    limit = np.int64(SMALL_GEMM)
+    total = scale * 0
+    for start in range(0, batch, rows):
+        stop = min(start + rows, batch)
+        _forward_scores(layout, params, X[start:stop], block_work, limit, None)
+        total += _loss_sum(layout, loss_id, Y[start:stop], labels[start:stop],
+                           sample_weights[start:stop], scale, stop - start, block_work)
+    return total
+
+
 @jit(parallel=True)
 def _split_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work,
                     n_chunks):
@@ -367,8 +428,8 @@ def serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights,
     if status != OK:
         return status, l2 * 0
     scale = weight_scale(sample_weights)
-    total = _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work,
-                      np.int64(SMALL_GEMM), None)
+    total = _blocked_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad,
+                              work)
     return OK, _with_l2(layout, params, l2, grad, total * scale)
 
 
@@ -403,11 +464,9 @@ def loss(layout, loss_id, params, X, Y, labels, sample_weights, l2, check_finite
     status = check_values(layout, params, X, Y, labels, check_finite)
     if status != OK:
         return status, l2 * 0
-    batch = X.shape[0]
-    _check_workspace(layout, batch, 1, work)
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), None)
+    _check_workspace(layout, X.shape[0], 1, work)
     scale = weight_scale(sample_weights)
-    total = _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work)
+    total = _blocked_loss_sum(layout, loss_id, params, X, Y, labels, sample_weights, scale, work)
     return OK, total * scale + l2_penalty(layout, params, l2)
 
 
@@ -419,10 +478,15 @@ def forward(layout, params, X, check_finite, out, work, n_threads):
     status = check_forward_values(layout, params, X, out, check_finite)
     if status != OK:
         return status
-    _check_workspace(layout, X.shape[0], 1, work)
-    _forward_scores(layout, params, X, work, np.int64(SMALL_GEMM), None)
+    batch = X.shape[0]
+    _check_workspace(layout, batch, 1, work)
+    rows = _block_rows(layout, batch)
+    block_work = work[:_chunk_workspace(layout, rows)]
     last = layout.shape[0] - 1
-    Z = activations(work, layout, last, X.shape[0])
-    for i in range(X.shape[0]):
-        output_activation(activation_id(layout, last), Z[i], out[i])
+    for start in range(0, batch, rows):
+        stop = min(start + rows, batch)
+        _forward_scores(layout, params, X[start:stop], block_work, np.int64(SMALL_GEMM), None)
+        Z = activations(block_work, layout, last, stop - start)
+        for i in range(stop - start):
+            output_activation(activation_id(layout, last), Z[i], out[start + i])
     return OK

@@ -17,7 +17,12 @@ from helpers import (
     make_problem,
     rel_diff,
 )
-from reference import reference_loss_and_grad, torch_loss_and_grad
+from reference import (
+    reference_forward,
+    reference_loss,
+    reference_loss_and_grad,
+    torch_loss_and_grad,
+)
 
 import fastprop as fp
 from fastprop._kernel_ids import ACTIVATIONS, COMPATIBLE_OUTPUTS
@@ -189,3 +194,35 @@ def test_unit_weights_are_bitwise_the_unweighted_result(dtype, backend):
         scaled = net.value_and_grad(params, X, Y, sample_weight=np.full(case.batch, 2.5),
                                     backend=backend)
         assert rel_diff(scaled[1], grad) <= BACKEND_AGREEMENT_TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("targets", ["labels", "rows"])
+def test_a_batch_in_blocks_matches_the_reference(dtype, targets):
+    """A batch that the matrix backend runs in blocks on the calling thread (with a shorter last
+    block): gradient, loss, weighted loss and outputs against the float64 reference."""
+    from fastprop.cpu import matrix
+
+    net = fp.MLP([16, 512, 512, 3], activation="tanh", output="softmax",
+                 loss="cross_entropy", l2=1e-3, dtype=dtype)
+    rows = max(matrix.MIN_BLOCK_ROWS, matrix.BLOCK_ELEMENTS // (512 + 512 + 3))
+    batch = matrix.BLOCKS * rows + 37
+    assert matrix.workspace_size(net.spec.layout, batch, 1) < batch * (512 + 512 + 3)
+    params, X, Y = make_problem(net, batch, targets)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, size=batch)
+    threads = fp.get_num_threads()["numba"]
+    fp.set_num_threads(1)  # on the calling thread: two threads would split the batch instead
+    try:
+        loss, grad = net.value_and_grad(params, X, Y, backend="matrix")
+        weighted = net.loss(params, X, Y, sample_weight=weights, backend="matrix")
+        outputs = net.forward(params, X, backend="matrix")
+    finally:
+        fp.set_num_threads(threads)
+    ref_loss, ref_grad = _reference(net, params, X, Y)
+    assert rel_diff(loss, ref_loss) <= REFERENCE_TOL[dtype]
+    assert rel_diff(grad, ref_grad) <= REFERENCE_TOL[dtype]
+    ref_weighted = reference_loss(net.sizes, net.activations, net.output, net.loss_name, net.l2,
+                                  params, X, Y, sample_weight=weights)
+    assert rel_diff(weighted, ref_weighted) <= REFERENCE_TOL[dtype]
+    ref_outputs = reference_forward(net.sizes, net.activations, net.output, params, X)
+    assert rel_diff(outputs, ref_outputs) <= REFERENCE_TOL[dtype]
