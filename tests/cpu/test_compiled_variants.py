@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from numba import types
 
 import fastprop as fp
 from fastprop.cpu import matrix, naive
@@ -58,7 +59,11 @@ def test_splits_is_whether_value_and_grad_splits():
 @pytest.mark.parametrize(("backend", "body"), [("matrix", "_gradient"), ("naive", "_all_groups")])
 def test_read_only_inputs_compile_no_new_variant_of_the_kernels(backend, body):
     """The entry points type their input arrays as writeable: read-only inputs (a memory map, say)
-    compile the entry points again, and nothing below them; the results are bitwise the same."""
+    compile the entry points again, and nothing below them; the results are bitwise the same.
+
+    Checked on the types the kernel below the entry points has overloads for (an entry point
+    loaded from numba's disk cache leaves its callees' dispatchers empty, so their count of
+    signatures says nothing): none takes a read-only float array."""
     kernels = fp.BACKENDS[backend].kernels
     net = fp.MLP([6, 8, 3], "tanh", dtype=np.float32, l2=1e-3)
     params = net.init(seed=0)
@@ -67,7 +72,6 @@ def test_read_only_inputs_compile_no_new_variant_of_the_kernels(backend, body):
     expected = net.value_and_grad(params, X, Y, backend=backend)
     expected_loss = net.loss(params, X, Y, backend=backend)
     expected_out = net.forward(params, X, backend=backend)
-    signatures = len(getattr(kernels, body).signatures)
     frozen = [array.copy() for array in (params, X, Y)]
     for array in frozen:
         array.flags.writeable = False
@@ -75,4 +79,7 @@ def test_read_only_inputs_compile_no_new_variant_of_the_kernels(backend, body):
     assert loss == expected[0] and grad.tobytes() == expected[1].tobytes()
     assert net.loss(*frozen, backend=backend) == expected_loss
     assert net.forward(*frozen[:2], backend=backend).tobytes() == expected_out.tobytes()
-    assert len(getattr(kernels, body).signatures) == signatures
+    read_only = [argument for signature in getattr(kernels, body).signatures
+                 for argument in signature if isinstance(argument, types.Array)
+                 and argument.dtype == types.float32 and not argument.mutable]
+    assert read_only == []
