@@ -212,14 +212,18 @@ def bandwidth(client: Client, sizes: tuple[int, ...] = (2**20, 2**26)) -> float:
 
 def tasks(chunks: int) -> int:
     """Tasks of one distributed gradient over ``chunks`` chunks: one per chunk, and the
-    additions of the reduction tree (``split_every`` 4)."""
-    return chunks + math.ceil((chunks - 1) / 3)
+    additions of the reduction tree (``split_every`` 4) below its root, which the driver adds."""
+    count = parts = chunks
+    while parts > 4:
+        parts = math.ceil(parts / 4)
+        count += parts
+    return count
 
 
 def model(compute: float, fixed: float, per_task: float, param_bytes: int, rate: float,
           workers: int) -> float:
     """Seconds of one distributed gradient on ``workers`` workers, one chunk each: the compute
-    split; the cost of a call of two chunks (three tasks) on a tiny problem; each further task,
+    split; the cost of a call of two chunks (two tasks) on a tiny problem; each further task,
     counted as serial (an upper bound: the chunks' tasks run in parallel, only the scheduler's
     share of them does not); the parameters' spread to the workers (a tree that doubles its
     holders at best, ``ceil(log2 N)`` levels) and the gradient's reduction (3 transfers per

@@ -4,7 +4,8 @@ Each chunk of samples is one task: the compiled backend computes that chunk's lo
 (:meth:`fastprop.MLP.value_and_grad` on it) with the network's L2 penalty left out, and returns
 them multiplied by the chunk's weight (its sample count, or the sum of its sample weights). A
 tree of :func:`fastprop.dask.tasks.add` tasks, ``split_every`` parts per node, sums those up on
-the workers; the driver divides by the total weight and adds the L2 term once. The parameters
+the workers up to the root, whose parts the driver adds; it divides by the total weight and adds
+the L2 term once. The parameters
 are one key of the graph (:func:`shared`), which every chunk's task depends on: they travel to
 each worker once per call, not in each task.
 """
@@ -65,22 +66,23 @@ def _parts(task: Callable[..., tasks.Part], net: MLP, params: Any,
                 zip(X, Y, weights, samples.bounds, strict=True))]
 
 
-def _tree(parts: list[Any], split_every: int) -> Any:
-    """The sum of ``parts`` as a tree of :func:`fastprop.dask.tasks.add` nodes of at most
+def _tree(parts: list[Any], split_every: int) -> list[Any]:
+    """``parts`` summed as a tree of :func:`fastprop.dask.tasks.add` nodes of at most
     ``split_every`` parts each, in the parts' order (so the sum does not depend on which worker
-    computes what)."""
+    computes what), up to the root's at most ``split_every`` parts, which the driver adds: a
+    task there would cost one more round trip through the scheduler."""
     add = dask.delayed(tasks.add, pure=False)
-    while len(parts) > 1:
+    while len(parts) > split_every:
         parts = [add(*parts[start:start + split_every])
                  for start in range(0, len(parts), split_every)]
-    return parts[0]
+    return parts
 
 
 def _reduce(task: Callable[..., tasks.Part], net: MLP, params: np.ndarray, samples: checks.Samples,
             backend: str, client: Client, split_every: int) -> tasks.Part:
     """The sum of ``task``'s parts over every chunk, computed on ``client``'s workers."""
-    total = client.compute(_tree(_parts(task, net, shared(params), samples, backend),
-                                 split_every)).result()
+    roots = _tree(_parts(task, net, shared(params), samples, backend), split_every)
+    total = tasks.add(*client.gather(client.compute(roots)))
     if not total.weight > 0:
         raise ValueError("sample_weight sums to 0: at least one weight must be positive")
     return total
