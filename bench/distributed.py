@@ -36,7 +36,7 @@ import fastprop as fp
 
 try:
     import dask.array as da
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     import fastprop.dask as fd
 except ImportError:  # Dask is optional: the benchmarks are skipped without it
@@ -64,10 +64,9 @@ def _require() -> None:
 
 @functools.cache
 def cluster(workers: int) -> Client:
-    """A local cluster of ``workers`` single-threaded worker processes (one per process)."""
-    local = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                         dashboard_address=":0")
-    return fd.get_client(Client(local, set_as_default=False))
+    """A local cluster of ``workers`` single-threaded worker processes, set up as the embedded
+    one (:func:`fastprop.dask.local_cluster`)."""
+    return fd.get_client(Client(fd.local_cluster(workers), set_as_default=False))
 
 
 def network(sizes: tuple[int, ...]) -> fp.MLP:

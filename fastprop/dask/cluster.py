@@ -2,9 +2,10 @@
 
 With no client given and none current, :func:`get_client` starts a
 :class:`distributed.LocalCluster` once per process, with one worker process of one thread per
-core, keeps it for every later call and closes it when the interpreter exits. Every client that
-fastprop uses gets the :class:`WarmWorkers` plugin, so each worker loads fastprop once, when it
-starts, and keeps its compiled kernels for every task after.
+core, keeps it for every later call and closes it when the interpreter exits (see
+:func:`local_cluster` for its settings). Every client that fastprop uses gets the
+:class:`WarmWorkers` plugin, so each worker loads fastprop once, when it starts, and keeps its
+compiled kernels for every task after.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import atexit
 import os
 import threading
 
+import dask
 from distributed import Client, LocalCluster, WorkerPlugin
 from distributed import get_client as current_client
 
@@ -20,6 +22,16 @@ _lock = threading.Lock()
 _embedded: Client | None = None
 #: The clients whose workers have the plugin, by ``Client.id``.
 _prepared: set[str] = set()
+#: Dask settings of the embedded cluster, whose workers spend their time in compiled code: no
+#: statistical profiler (it samples the Python stack, which shows nothing of the kernels, every
+#: 10 ms), and the event loop's housekeeping (its health tick, the system monitor) every 1 and 2
+#: seconds instead of every 20 and 500 ms. With a worker on every core, that work takes the
+#: cores from the other workers' computations.
+WORKER_SETTINGS = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 
 
 class WarmWorkers(WorkerPlugin):
@@ -44,9 +56,26 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_cluster(n_workers: int | None = None) -> LocalCluster:
+    """A :class:`distributed.LocalCluster` set up as the embedded one, for a client of your own.
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Worker processes, of one thread each; default one per core.
+
+    Returns
+    -------
+    distributed.LocalCluster
+        With :data:`WORKER_SETTINGS` and a dashboard on a free port; close it when done.
+    """
+    with dask.config.set(WORKER_SETTINGS):
+        return LocalCluster(n_workers=cores() if n_workers is None else n_workers,
+                            threads_per_worker=1, processes=True, dashboard_address=":0")
+
+
 def _start_embedded() -> Client:
-    cluster = LocalCluster(n_workers=cores(), threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
+    cluster = local_cluster()
     client = Client(cluster, set_as_default=False)
     atexit.register(close_embedded)
     return client
