@@ -433,9 +433,9 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             if shuffle:
                 order = permutation(resume.rng, n)
             lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
-            work, n_threads = chosen.workspace(spec, batch_size)
+            kernel, work, n_threads = chosen.gradient_kernel(spec, batch_size)
             status, loss, resume.steps = epoch(
-                chosen.kernels.value_and_grad, spec.layout, spec.loss_id, spec.l2, params, X,
+                kernel, spec.layout, spec.loss_id, spec.l2, params, X,
                 Y_rows, labels, sample_weights, order, optimizer.kind, hyper, lr, resume.steps,
                 resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch,
                 weight_batch)

@@ -141,6 +141,16 @@ class CpuBackend:
         work, n_threads, _ = self._workspace(spec, batch)
         return work, n_threads
 
+    def gradient_kernel(self, spec: NetworkSpec,
+                        batch: int) -> tuple[Callable, np.ndarray, int]:
+        """``(kernel, work, n_threads)`` for compiled code that computes gradients of ``batch``
+        samples (or fewer) itself, as :func:`fastprop.train`'s epochs do: the kernels'
+        ``value_and_grad``, or their ``serial_value_and_grad`` where a batch of that size does
+        not split (then the parallel code is never compiled), with :meth:`workspace`'s buffer
+        and thread count."""
+        work, n_threads, split = self._workspace(spec, batch)
+        return (self._kernels.value_and_grad if split else self._serial_kernel), work, n_threads
+
     def _workspace(self, spec: NetworkSpec, batch: int) -> tuple[np.ndarray, int, bool]:
         """:meth:`workspace`, and whether ``value_and_grad`` splits the batch (decided with the
         workspace's size, and kept with it)."""
