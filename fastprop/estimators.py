@@ -213,7 +213,8 @@ class _Objective:
     ``x`` is written into ``params`` (converted to float32 for a float32 network) and the
     gradient into one buffer, so that every call repeats the first one's arrays (``out=``'s
     fast path); the gradient goes back to SciPy as a new float64 array, which SciPy may keep.
-    Read-only data is copied once, so that the kernels compiled for writable arrays serve.
+    Read-only data is copied once, so that every call takes the direct path of writable
+    arrays and the entry point compiled for them.
     """
 
     def __init__(self, net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
@@ -221,7 +222,8 @@ class _Objective:
         self.net = net
         self.sample_weights = sample_weights
         self.params = params
-        # A read-only array (a memory map) would compile other variants of the kernels.
+        # A read-only array (a memory map) would take the checked path on every call, and
+        # compile an entry point of its own.
         self.X = X if X.flags.writeable else X.copy()
         self.Y = Y if Y.flags.writeable else Y.copy()
         self.backend = backend
