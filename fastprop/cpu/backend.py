@@ -101,10 +101,8 @@ class CpuBackend:
             start_parallel_runtime()
             serial = numba.threading_layer() in _SERIAL_LAYERS
             self._guard = _serialized if serial else _unchanged
-            self._value_and_grad = self._guard(self._kernels.value_and_grad)
             self._serial_kernel = getattr(self._kernels, "serial_value_and_grad",
                                           self._kernels.value_and_grad)
-            self._serial_value_and_grad = self._guard(self._serial_kernel)
             self._loss = self._guard(self._kernels.loss)
             self._forward = self._guard(self._kernels.forward)
             self._serial = serial  # last: a thread that sees it set finds everything above
@@ -254,19 +252,14 @@ class CpuBackend:
             out = np.empty(spec.n_params, dtype=dtype)
         else:
             v.check_out(out, dtype, spec.n_params)
-        work, n_threads, split = self._workspace(spec, X.shape[0])
+        kernel, work, n_threads = self.gradient_kernel(spec, X.shape[0])
         args = (spec.layout, spec.loss_id, params, X, Y_rows, labels, weights, spec.l2,
                 check_finite, out, work, n_threads)
-        if split:
-            status, loss = self._value_and_grad(*args)
-        else:
-            status, loss = self._serial_value_and_grad(*args)
+        status, loss = self._guard(kernel)(*args)
         if status:
             v.raise_for_status(status, spec.n_outputs)
         if key is not None and (Y_rows is Y or labels is Y):  # Y as it is, not converted
-            # the overload that ran, so the direct path never runs the other entry point
-            entry = compiled_entry(
-                self._kernels.value_and_grad if split else self._serial_kernel, args)
+            entry = compiled_entry(kernel, args)  # the overload that ran
             if entry is not None:
                 self._state(spec).direct_calls[key] = (self.guard(entry), weights, work, n_threads,
                                                  self._kernels.uses_threads(X.shape[0]))
