@@ -326,8 +326,7 @@ def _blocked_gradient(layout, loss_id, params, X, Y, labels, sample_weights, sca
             total += _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
                                labels[start:stop], sample_weights[start:stop], scale, block_grad,
                                block_work, limit, None)
-            for k in range(grad.shape[0]):
-                grad[k] += block_grad[k]
+            _add_gradients(grad, block_grad, 0, grad.shape[0])
     return total
 
 
