@@ -3,20 +3,16 @@
 A BLAS call packs both operands into its own layout, takes a lock and dispatches on the shapes
 before it multiplies; for the products of a small network (tens of thousands of multiply-adds)
 that is most of its time. :func:`gemm` multiplies in place, with a register-blocked micro-kernel:
-each call of :func:`micro_kernel` computes a ``MR x NR`` block of ``C`` with every sum in a scalar
-of its own, reading per step of ``k`` one contiguous row slice of ``B`` and ``MR`` elements of
-``A``. LLVM's SLP vectorizer packs those scalars into SIMD registers (one FMA per row and
-register width per step).
+each call of :data:`micro_kernel` computes a ``MR x NR`` block of ``C`` in ``MR`` SIMD
+accumulators of ``NR`` lanes, with one fused multiply-add per row and step of ``k``: a row slice
+of ``B`` times one element of ``A``, broadcast.
 
-numba leaves the SLP vectorizer off (``NUMBA_SLP_VECTORIZE``): the dispatcher of :func:`gemm`
-(and of the micro-kernels) turns it on while it compiles, and only then (numba reads the setting
-each time it builds an optimisation pipeline). Without it the same code runs scalar, far
-slower, and is still correct.
-
-The micro-kernel is generated Python source (``MR * NR`` accumulators are not written by hand);
-it is compiled with ``fastmath={"contract"}``, so each multiply-add is one fused operation. The
-micro-kernels are inlined into :func:`gemm`, which is compiled the same way: a call of a separate
-kernel passes three array structures and costs as much as a short block's arithmetic.
+The micro-kernels are numba intrinsics that emit that loop as LLVM vector instructions
+(:func:`_emit_micro_kernel`): LLVM splits each ``NR``-lane vector into the CPU's registers (AVX,
+AVX-512 or NEON) and fuses the multiply-adds where the CPU has FMA. Written as ``MR * NR``
+scalar accumulators in Python, the same kernel took numba seconds to compile per variant of
+:func:`gemm`, and needed LLVM's SLP vectorizer, which numba leaves off. Being intrinsics, they
+are compiled into the code of their caller, with no call between them.
 
 :func:`packed_gemm` is the same micro-kernels for products whose right operand does not fit the
 core's cache: it copies each 32-column block of ``B`` into a contiguous buffer first, then runs
@@ -28,10 +24,13 @@ from __future__ import annotations
 
 from functools import partial
 
-from numba.core import config
-from numba.core.compiler_lock import global_compiler_lock
-from numba.core.registry import CPUDispatcher
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array
 
+from .._jit import jit
 from .views import matrix_view
 
 #: Rows and columns of ``C`` per micro-kernel call; the columns that remain go to a kernel
@@ -40,63 +39,121 @@ from .views import matrix_view
 MR, NR, NR_NARROW, NR_QUAD = 4, 32, 16, 4
 
 
-def _micro_kernel_source(NR: int) -> str:
-    """``micro_kernel(A, B, C, i0, j0, jb)``: ``C[i0:i0+MR, j0:j0+NR] = A[i0:i0+MR, :] @
-    B[:, jb:jb+NR]``, every sum in a scalar of its own."""
-    acc = [[f"c{r}_{c}" for c in range(NR)] for r in range(MR)]
-    lines = ["def micro_kernel(A, B, C, i0, j0, jb):", "    zero = C.dtype.type(0)"]
-    lines += [f"    {' = '.join(row)} = zero" for row in acc]
-    lines.append("    for k in range(A.shape[1]):")
-    lines += [f"        a{r} = A[i0 + {r}, k]" for r in range(MR)]
-    lines.append(f"        b = B[k, jb:jb + {NR}]")
-    lines += [f"        b{c} = b[{c}]" for c in range(NR)]
-    lines += [f"        {acc[r][c]} += a{r} * b{c}" for r in range(MR) for c in range(NR)]
-    for r in range(MR):
-        lines.append(f"    c = C[i0 + {r}, j0:j0 + {NR}]")
-        lines += [f"    c[{c}] = {acc[r][c]}" for c in range(NR)]
-    return "\n".join(lines) + "\n"
+def _element_pointer(context, builder, array_type, array, row, column):
+    """The address of ``array[row, column]`` (no bounds check)."""
+    return cgutils.get_item_pointer2(context, builder, array.data,
+                                     cgutils.unpack_tuple(builder, array.shape, 2),
+                                     cgutils.unpack_tuple(builder, array.strides, 2),
+                                     array_type.layout, [row, column])
 
 
-class _SLPDispatcher(CPUDispatcher):
-    """A numba dispatcher whose compilations run LLVM's SLP vectorizer."""
-
-    def compile(self, sig):
-        with global_compiler_lock:
-            before = config.SLP_VECTORIZE
-            config.SLP_VECTORIZE = 1
-            try:
-                return super().compile(sig)
-            finally:
-                config.SLP_VECTORIZE = before
-
-
-def _slp_jit(py_func, inline: str = "never", cache: bool = False) -> CPUDispatcher:
-    """``py_func`` compiled by :class:`_SLPDispatcher` (nopython, IEEE division, fused
-    multiply-adds); ``inline="always"`` inlines it into its callers, in numba's IR."""
-    dispatcher = _SLPDispatcher(py_func, targetoptions={
-        "nopython": True, "error_model": "numpy", "fastmath": {"contract"}, "inline": inline})
-    if cache:
-        dispatcher.enable_caching()
-    return dispatcher
+def _load_row(context, builder, array_type, array, row, column, vector):
+    """``array[row, column:column + n]`` as an ``n``-lane vector: one load from a C-ordered
+    array, element by element from any other layout."""
+    first = _element_pointer(context, builder, array_type, array, row, column)
+    element = vector.element
+    if array_type.layout == "C":
+        return builder.load(builder.bitcast(first, vector.as_pointer()),
+                            align=context.get_abi_sizeof(element))
+    row_vector = ir.Constant(vector, ir.Undefined)
+    for lane in range(vector.count):
+        at = builder.add(column, ir.Constant(column.type, lane))
+        value = builder.load(_element_pointer(context, builder, array_type, array, row, at))
+        row_vector = builder.insert_element(row_vector, value, ir.Constant(ir.IntType(32), lane))
+    return row_vector
 
 
-def _compile_micro_kernel(columns: int) -> CPUDispatcher:
-    namespace: dict = {}
-    exec(compile(_micro_kernel_source(columns), f"<fastprop {MR}x{columns} micro-kernel>",
-                 "exec"), namespace)
-    return _slp_jit(namespace["micro_kernel"], inline="always")
+def _store_row(context, builder, array_type, array, row, column, value):
+    """``array[row, column:column + n] = value``, the counterpart of :func:`_load_row`."""
+    first = _element_pointer(context, builder, array_type, array, row, column)
+    if array_type.layout == "C":
+        builder.store(value, builder.bitcast(first, value.type.as_pointer()),
+                      align=context.get_abi_sizeof(value.type.element))
+        return
+    for lane in range(value.type.count):
+        at = builder.add(column, ir.Constant(column.type, lane))
+        builder.store(builder.extract_element(value, ir.Constant(ir.IntType(32), lane)),
+                      _element_pointer(context, builder, array_type, array, row, at))
 
 
-micro_kernel = _compile_micro_kernel(NR)
-narrow_micro_kernel = _compile_micro_kernel(NR_NARROW)
-quad_micro_kernel = _compile_micro_kernel(NR_QUAD)
+def _check_block(context, builder, shapes, i0, j0, jb, columns):
+    """Under ``NUMBA_BOUNDSCHECK``: the block's last row and columns lie inside ``A``, ``B`` and
+    ``C``, and ``B`` has a row for every column of ``A`` (IndexError otherwise)."""
+    (a_rows, depth), (b_rows, b_cols), (c_rows, c_cols) = shapes
+    intp = depth.type
+    last_row = builder.add(i0, ir.Constant(intp, MR - 1))
+    for index, length in ((last_row, a_rows), (last_row, c_rows),
+                          (builder.add(j0, ir.Constant(intp, columns - 1)), c_cols),
+                          (builder.add(jb, ir.Constant(intp, columns - 1)), b_cols)):
+        cgutils.do_boundscheck(context, builder, index, length)
+    with builder.if_then(builder.icmp_signed(">", depth, ir.Constant(intp, 0))):
+        cgutils.do_boundscheck(context, builder, builder.sub(depth, ir.Constant(intp, 1)), b_rows)
 
 
-@partial(_slp_jit, cache=True)
+def _emit_micro_kernel(columns, context, builder, signature, args):
+    """The code of ``C[i0:i0+MR, j0:j0+columns] = A[i0:i0+MR, :] @ B[:, jb:jb+columns]``: one
+    ``columns``-lane accumulator per row, and per step of ``k`` one row slice of ``B`` and one
+    broadcast element of ``A`` per row, multiplied and added in one fused operation where the
+    CPU has FMA (``llvm.fmuladd``)."""
+    array_types, offset_types = signature.args[:3], signature.args[3:]
+    A, B, C = (make_array(t)(context, builder, value)
+               for t, value in zip(array_types, args[:3], strict=True))
+    i0, j0, jb = (context.cast(builder, value, t, types.intp)
+                  for value, t in zip(args[3:], offset_types, strict=True))
+    if context.enable_boundscheck:
+        shapes = [cgutils.unpack_tuple(builder, x.shape, 2) for x in (A, B, C)]
+        _check_block(context, builder, shapes, i0, j0, jb, columns)
+    A_type, B_type, C_type = array_types
+    element = context.get_data_type(C_type.dtype)
+    vector = ir.VectorType(element, columns)
+    fmuladd = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [vector] * 3),
+        f"llvm.fmuladd.v{columns}f{C_type.dtype.bitwidth}")
+    broadcast = ir.Constant(ir.VectorType(ir.IntType(32), columns), [0] * columns)
+    rows = [builder.add(i0, ir.Constant(i0.type, r)) for r in range(MR)]
+    sums = [cgutils.alloca_once_value(builder, ir.Constant(vector, None)) for _ in range(MR)]
+    depth = cgutils.unpack_tuple(builder, A.shape, 2)[1]
+    with cgutils.for_range(builder, depth) as loop:
+        b = _load_row(context, builder, B_type, B, loop.index, jb, vector)
+        for row, total in zip(rows, sums, strict=True):
+            a = builder.load(_element_pointer(context, builder, A_type, A, row, loop.index))
+            a = builder.insert_element(ir.Constant(vector, ir.Undefined), a,
+                                       ir.Constant(ir.IntType(32), 0))
+            a = builder.shuffle_vector(a, ir.Constant(vector, ir.Undefined), broadcast)
+            builder.store(builder.call(fmuladd, [a, b, builder.load(total)]), total)
+    for row, total in zip(rows, sums, strict=True):
+        _store_row(context, builder, C_type, C, row, j0, builder.load(total))
+    return context.get_dummy_value()
+
+
+def _micro_kernel(columns: int):
+    """An intrinsic ``kernel(A, B, C, i0, j0, jb)`` (compiled code only) that sets
+    ``C[i0:i0+MR, j0:j0+columns] = A[i0:i0+MR, :] @ B[:, jb:jb+columns]``; ``A``, ``B`` and
+    ``C`` are 2-D arrays of one float dtype, any layout (the rows of a C-ordered ``B`` and ``C``
+    are loaded and stored whole)."""
+    @intrinsic
+    def kernel(typingctx, A, B, C, i0, j0, jb):
+        arrays, offsets = (A, B, C), (i0, j0, jb)
+        if (all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == C.dtype
+                for t in arrays) and C.dtype in (types.float32, types.float64)
+                and all(isinstance(t, types.Integer) for t in offsets)):
+            return types.none(*arrays, *offsets), partial(_emit_micro_kernel, columns)
+        return None
+
+    return kernel
+
+
+micro_kernel = _micro_kernel(NR)
+narrow_micro_kernel = _micro_kernel(NR_NARROW)
+quad_micro_kernel = _micro_kernel(NR_QUAD)
+
+
+@jit(fastmath={"contract"})
 def gemm(A, B, C):
-    """``C = A B`` (overwritten) for 2-D ``A`` of any layout (a transposed view is fine) and
-    C-contiguous ``B`` and ``C``; shapes must agree (not checked: callers pass views of the
-    network's buffers). Full ``MR x NR`` blocks go to :func:`micro_kernel`, then one
+    """``C = A B`` (overwritten) for 2-D operands of any layout (the kernels are fastest with a
+    C-ordered ``B`` and ``C``; the weight gradient writes through a transposed ``C``); shapes
+    must agree (not checked: callers pass views of the network's buffers). Full ``MR x NR``
+    blocks go to :data:`micro_kernel`, then one
     ``MR x NR_NARROW`` block per row block to the narrow kernel where that many columns remain,
     then ``MR x NR_QUAD`` blocks to the quad kernel, and the rest (the last ``M % MR`` rows, the
     last ``N % NR_QUAD`` columns) to a row-by-row loop."""
@@ -129,7 +186,7 @@ def gemm(A, B, C):
 PACK_COLUMNS = NR
 
 
-@partial(_slp_jit, inline="always")
+@jit
 def _pack_columns(B, j0, panel):
     """``panel = B[:, j0:j0 + panel.shape[1]]``, copied into contiguous rows."""
     for k in range(panel.shape[0]):
@@ -138,12 +195,12 @@ def _pack_columns(B, j0, panel):
             row[c] = B[k, j0 + c]
 
 
-@partial(_slp_jit, cache=True)
+@jit(fastmath={"contract"})
 def packed_gemm(A, B, C, pack):
-    """``C = A B`` (overwritten) for products too large for :func:`gemm`'s loop order, with ``A``
-    and ``B`` of any layout and C-contiguous ``C``; ``pack`` is room for ``A.shape[1] *
-    PACK_COLUMNS`` elements. Shapes must agree and ``pack`` be large enough (not checked:
-    callers pass views of the network's buffers).
+    """``C = A B`` (overwritten) for products too large for :func:`gemm`'s loop order, with
+    operands of any layout (the kernels store C-ordered rows of ``C`` whole); ``pack`` is room
+    for ``A.shape[1] * PACK_COLUMNS`` elements. Shapes must agree and ``pack`` be large enough
+    (not checked: callers pass views of the network's buffers).
 
     :func:`gemm` sweeps all of ``B`` once per four rows of ``C``: past the core's cache (a
     1024 x 1024 ``B``) it waits on memory, and the rows of a column block lie a row length

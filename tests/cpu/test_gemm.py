@@ -8,7 +8,6 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 import pytest
-from numba.core import config
 
 from fastprop.cpu.gemm import (
     MR,
@@ -16,7 +15,6 @@ from fastprop.cpu.gemm import (
     NR_NARROW,
     NR_QUAD,
     PACK_COLUMNS,
-    _slp_jit,
     gemm,
     micro_kernel,
     narrow_micro_kernel,
@@ -61,11 +59,13 @@ def _column_major(X):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("transposed", [False, True], ids=["A", "A.T view"])
-def test_gemm_matches_float64_product(dtype, shape, transposed):
+@pytest.mark.parametrize("layouts", ["A B C", "A.T B C", "A.T B C.T"])
+def test_gemm_matches_float64_product(dtype, shape, layouts):
+    """``A`` and ``C`` stored either way (the weight gradient writes through a transposed view)."""
     A, B, C = _operands(shape, dtype)
-    gemm(_column_major(A) if transposed else A, B, C)
-    _assert_product(A, B, C)
+    c = _column_major(C) if layouts.endswith("C.T") else C
+    gemm(_column_major(A) if layouts.startswith("A.T") else A, B, c)
+    _assert_product(A, B, c)
 
 
 #: The packed product's shapes: SHAPES, and column blocks longer than a cache way's stride.
@@ -89,47 +89,75 @@ def test_packed_gemm_matches_float64_product(dtype, shape, layouts):
     assert (pack[room:] == 7).all()
 
 
-@pytest.mark.parametrize("kernel, columns", [(micro_kernel, NR), (narrow_micro_kernel, NR_NARROW),
-                                             (quad_micro_kernel, NR_QUAD)])
-def test_micro_kernels_read_the_columns_they_are_given(kernel, columns):
+KERNELS = [(micro_kernel, NR), (narrow_micro_kernel, NR_NARROW), (quad_micro_kernel, NR_QUAD)]
+
+
+def _compiled_call(kernel):
+    """``kernel(A, B, C, i0, j0, jb)`` called from compiled code (it is a numba intrinsic)."""
+    return numba.njit(lambda A, B, C, i0, j0, jb: kernel(A, B, C, i0, j0, jb))
+
+
+@pytest.mark.parametrize("kernel, columns", KERNELS)
+@pytest.mark.parametrize("layouts", ["B C", "B.T C.T"])
+def test_micro_kernels_read_the_columns_they_are_given(kernel, columns, layouts):
     """``kernel(A, B, C, i0, j0, jb)`` writes ``C[i0:i0+MR, j0:j0+columns]`` from columns
-    ``jb:jb+columns`` of ``B``, not ``j0:``, and nothing else of ``C``."""
+    ``jb:jb+columns`` of ``B``, not ``j0:``, and nothing else of ``C``; rows of C-ordered
+    operands are loaded and stored whole, those of others element by element."""
     A, B, _ = _operands((MR + 2, 9, 3 * columns), np.float64)
     B *= 100  # a column offset taken from a value of B would be far off
     C = np.full((MR + 2, 2 * columns), np.nan)
-    kernel(A, B, C, 1, columns, 2 * columns)
+    if layouts == "B.T C.T":
+        B, C = _column_major(B), _column_major(C)
+    _compiled_call(kernel)(A, B, C, 1, columns, 2 * columns)
     _assert_product(A[1:1 + MR], B[:, 2 * columns:], C[1:1 + MR, columns:])
     assert np.isnan(C[:, :columns]).all() and np.isnan(C[[0, MR + 1]]).all()
 
 
-@pytest.mark.skipif(bool(config.BOUNDSCHECK),
-                    reason="bounds checks (NUMBA_BOUNDSCHECK=1, CI's second pass) keep the "
-                    "4-column kernel scalar; CI's first pass checks the real build")
-def test_micro_kernel_compiles_to_simd_fused_multiply_adds():
-    """The point of the kernel: LLVM's SLP vectorizer turned its scalars into packed FMAs (numba
-    leaves SLP off by default; the kernels' and gemm's dispatcher turns it on for them only)."""
+
+@pytest.mark.parametrize("kernel, columns", KERNELS)
+@pytest.mark.parametrize("where", ["rows of A", "rows of C", "columns of C", "columns of B",
+                                   "rows of B"])
+def test_micro_kernels_check_their_block_under_bounds_checking(kernel, columns, where):
+    """Compiled with bounds checks (as under ``NUMBA_BOUNDSCHECK=1``), a block that reaches past
+    an operand raises IndexError instead of reading or writing past it."""
+    A, B, _ = _operands((MR + 1, 5, 2 * columns), np.float64)
+    C = np.zeros((MR + 1, 2 * columns))
+    call = numba.njit(boundscheck=True)(lambda A, B, C, i0, j0, jb: kernel(A, B, C, i0, j0, jb))
+    call(A, B, C, 1, columns, columns)  # the last block that fits
+    i0, j0, jb = 1, columns, columns
+    if where == "rows of A":
+        A = A[:MR]
+    elif where == "rows of C":
+        C = C[:MR]
+    elif where == "columns of C":
+        j0 += 1
+    elif where == "columns of B":
+        jb += 1
+    else:
+        B = B[:4]
+    with pytest.raises(IndexError):
+        call(A, B, C, i0, j0, jb)
+
+def test_micro_kernels_compile_to_simd_fused_multiply_adds():
+    """The point of the kernels: each row's sums in SIMD registers, one packed FMA per register
+    and step. Compiled afresh here, since numba cannot show the assembly of disk-cached code."""
     features = llvm.get_host_cpu_features()
     if not (features.get("fma") and features.get("avx2")):
         pytest.skip("the host has no AVX2 and FMA: packed FMAs are not expected")
-    for kernel, columns in ((micro_kernel, NR), (narrow_micro_kernel, NR_NARROW),
-                            (quad_micro_kernel, NR_QUAD)):
+    for kernel, columns in KERNELS:
         A = np.ones((MR, 3), np.float32)
         B = np.ones((3, columns), np.float32)
         C = np.empty((MR, columns), np.float32)
-        before = config.SLP_VECTORIZE
-        kernel(A, B, C, 0, 0, 0)
-        assert config.SLP_VECTORIZE == before
+        call = _compiled_call(kernel)
+        call(A, B, C, 0, 0, 0)
         assert (C == 3).all()
-        signature = tuple(numba.typeof(value) for value in (A, B, C, 0, 0, 0))
-        asm = kernel.inspect_asm(signature)
+        asm = call.inspect_asm(tuple(numba.typeof(value) for value in (A, B, C, 0, 0, 0)))
         register = "[yz]mm" if columns > NR_QUAD else "xmm"  # four float32 fill an xmm
         assert len(re.findall(rf"vfmadd\w*ps\s+[^\n]*%{register}", asm)) >= MR
-    # The kernels run inlined into gemm and packed_gemm, compiled the same way; compiled afresh
-    # here, since numba cannot show the assembly of disk-cached code.
     A, B = np.ones((MR, 3), np.float32), np.ones((3, NR), np.float32)
     pack = np.empty(3 * PACK_COLUMNS, np.float32)
     for product, extra in ((gemm, ()), (packed_gemm, (pack,))):
-        fresh = _slp_jit(product.py_func)
+        fresh = numba.njit(product.py_func)
         C = np.empty((MR, NR), np.float32)
         fresh(A, B, C, *extra)
         assert (C == 3).all()
