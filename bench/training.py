@@ -5,7 +5,8 @@
    ``fastprop.train`` (each backend) against scikit-learn's ``MLPRegressor(solver="sgd")``
    (``partial_fit``: one epoch), a PyTorch eager loop, and an epoch that JAX compiles whole
    (``jax.jit`` over a ``jax.lax.scan`` of the steps). Each call is one epoch that goes on from
-   the previous one.
+   the previous one. Beside them, what a one-epoch ``fastprop.train`` call costs beyond the
+   epoch: its time against the time per epoch of a 10-epoch call (``track_overhead``).
 2. Digits (scikit-learn's, scaled to [0, 1], a fixed stratified 25% test split), one hidden layer
    of 64 relu units, Adam, 50 epochs, batch 32, and no stopping before the 50th epoch
    (``n_iter_no_change=50``): the fit time of ``fastprop.MLPClassifier`` (float32) against
@@ -17,8 +18,9 @@
 
 ``python -m bench.training`` (from the repository root) times the contenders together in
 interleaved rounds (``timing.interleaved``, as ``fastprop compare``), prints medians and ratios,
-and the digits accuracy over five seeds. asv runs the same calls: ``time_epoch``, ``time_fit``
-and ``track_test_accuracy``; a contender whose library is missing is skipped.
+and the digits accuracy over five seeds. asv runs the same calls: ``time_epoch``,
+``track_overhead``, ``time_fit`` and ``track_test_accuracy``; a contender whose library is
+missing is skipped.
 
 Every contender runs on one thread (numba, the BLAS, PyTorch) unless ``--threads`` says
 otherwise: these networks are too small for a second thread to help, and on a shared two-core
@@ -95,12 +97,12 @@ def epoch_data() -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def _fastprop_epoch(backend: str) -> Callable[[], Any]:
+def _fastprop_epoch(backend: str, epochs: int = 1) -> Callable[[], Any]:
     X, Y = epoch_data()
     net = fp.MLP(EPOCH_SIZES, "tanh", dtype=np.float32)
     params = net.init(seed=0)
     rng = np.random.default_rng(0)
-    return functools.partial(fp.train, net, params, X, Y, optimizer=fp.SGD(SGD_RATE), epochs=1,
+    return functools.partial(fp.train, net, params, X, Y, optimizer=fp.SGD(SGD_RATE), epochs=epochs,
                              batch_size=BATCH_SIZE, seed=rng, progress=False, backend=backend)
 
 
@@ -276,11 +278,45 @@ class TrainingEpoch:
         self.call()
 
 
+#: Epochs of the longer run that :func:`train_call_overhead` compares one-epoch calls with.
+RUN_EPOCHS = 10
+
+
+def train_call_overhead(budget_s: float) -> tuple[float, float]:
+    """Seconds of one ``fastprop.train(..., epochs=1)`` call (matrix backend, target 1's epoch)
+    and seconds per epoch of a ``RUN_EPOCHS``-epoch call, medians of interleaved rounds: the
+    first over the second is what a call costs beyond its epoch (its checks, buffers and
+    compiled-code dispatch)."""
+    _require("fastprop-matrix")
+    calls = {"one": _fastprop_epoch("matrix"), "run": _fastprop_epoch("matrix", RUN_EPOCHS)}
+    medians = _medians(calls, budget_s)
+    return medians["one"], medians["run"] / RUN_EPOCHS
+
+
 @functools.cache
 def _cached_epoch_call(name: str) -> Callable[[], Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return epoch_call(name)
+
+
+class TrainCallOverhead:
+    """Target 1's last point: what a ``fastprop.train(..., epochs=1)`` call costs beyond its
+    epoch (see :func:`train_call_overhead`)."""
+
+    timeout = 300.0
+
+    def setup(self) -> None:
+        """One thread."""
+        set_threads(1)
+        _require("fastprop-matrix")
+
+    def track_overhead(self) -> float:
+        """Percent more time per epoch in one-epoch calls than in a longer run."""
+        one, per_epoch = train_call_overhead(budget_s=5.0)
+        return 100.0 * (one / per_epoch - 1.0)
+
+    track_overhead.unit = "%"
 
 
 class DigitsFit:
@@ -371,6 +407,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, seconds in epoch.items():
         print(f"  {name:<16} {seconds * 1e3:9.2f} ms   "
               f"{seconds / epoch['fastprop-matrix']:6.1f}x fastprop-matrix's time")
+    one, per_epoch = train_call_overhead(args.seconds / 2)
+    print(f"  fastprop.train(epochs=1): {one * 1e3:.3f} ms per call; epochs={RUN_EPOCHS}: "
+          f"{per_epoch * 1e3:.3f} ms per epoch; a one-epoch call costs "
+          f"{100 * (one / per_epoch - 1):.1f}% more")
 
     models = {name: digits_model(name) for name in DIGITS_CONTENDERS}
     for model in models.values():
