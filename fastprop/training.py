@@ -9,11 +9,13 @@ learning rate, the validation pass, early stopping, the callback and the progres
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FunctionType
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -33,26 +35,18 @@ from .shuffling import permutation
 MONITORS = ("loss", "val_loss", "val_score")
 
 
-# Not cached on disk (jit's cache=True): a cached function whose arguments include a compiled
-# function misses the cache in every new process (the argument's type is the function object)
-# and appends an entry to the cache file each time; and a cached function that calls the naive
-# backend's parallel code crashes when two of its variants, written by different processes, are
-# loaded into one (numba issue 8578). Compiling it costs about a second per process and
-# signature; the gradient and the optimizer step it calls come from their own disk caches.
-@jit(cache=False)
-def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, sample_weights, order,
-           kind, hyper, lr, steps, state, grad, work, n_threads, X_batch, Y_batch, label_batch,
-           weight_batch):
+def _epoch(layout, loss_id, l2, params, X, Y, labels, sample_weights, order, kind, hyper, lr,
+           steps, state, grad, work, n_threads, X_batch, Y_batch, label_batch, weight_batch):
     """One epoch: minibatches of ``X_batch.shape[0]`` samples taken in ``order``, the last one
     smaller when the batch size does not divide the sample count.
 
-    ``value_and_grad`` is a backend's compiled entry point (:mod:`fastprop.cpu.common`), called
-    without the finiteness check (:func:`train` checks the data once, up front). ``Y`` (float
-    targets) or ``labels`` (integer labels) is empty, and so is its batch buffer;
-    ``sample_weights`` has one weight per sample (ones when unweighted). Returns
-    ``(status, loss, steps)``: the first nonzero status of a gradient call (the epoch stops
-    there), the mean over samples of their minibatch's loss (each taken before its update), and
-    the updated count of optimizer steps.
+    Runs compiled, as a copy made by :func:`_compiled_epoch`, in which :func:`_gradient` is a
+    backend's compiled entry point (:mod:`fastprop.cpu.common`), called without the finiteness
+    check (:func:`train` checks the data once, up front). ``Y`` (float targets) or ``labels``
+    (integer labels) is empty, and so is its batch buffer; ``sample_weights`` has one weight per
+    sample (ones when unweighted). Returns ``(status, loss, steps)``: the first nonzero status of
+    a gradient call (the epoch stops there), the mean over samples of their minibatch's loss (each
+    taken before its update), and the updated count of optimizer steps.
     """
     layout, params, X, Y = borrowed(layout), borrowed(params), borrowed(X), borrowed(Y)
     labels, sample_weights = borrowed(labels), borrowed(sample_weights)
@@ -78,8 +72,8 @@ def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, sample_wei
                 Yb[i, j] = Y[source, j]
             if lb.shape[0] > 0:
                 lb[i] = labels[source]
-        status, loss = value_and_grad(layout, loss_id, params, Xb, Yb, lb, wb, l2, False, grad,
-                                      work, n_threads)
+        status, loss = _gradient(layout, loss_id, params, Xb, Yb, lb, wb, l2, False, grad, work,
+                                 n_threads)
         if status != OK:
             return status, total / n, steps
         total += float(loss) * m
@@ -87,6 +81,33 @@ def _epoch(value_and_grad, layout, loss_id, l2, params, X, Y, labels, sample_wei
         step(kind, hyper, lr, steps, params, grad, state)
     return OK, total / n, steps
 
+
+
+def _gradient(*args: object) -> tuple[int, float]:
+    """Stands for the backend entry point that a compiled copy of :func:`_epoch` calls: each copy
+    binds this name to its own (see :func:`_compiled_epoch`). Never called."""
+    raise NotImplementedError("_epoch runs as a compiled copy from _compiled_epoch")
+
+
+@functools.cache
+def _compiled_epoch(value_and_grad: Callable, cache: bool) -> Callable:
+    """:func:`_epoch` compiled to call ``value_and_grad``, a backend's compiled entry point.
+
+    A copy of the function whose global :func:`_gradient` is ``value_and_grad``, under a name
+    of its own (numba keys its disk cache by the function's name). The entry point is a global
+    of the copy, not an argument: an argument's type would be the entry point's dispatcher, a new
+    type in every process, and the epoch could not be cached. ``cache`` is False for entry points
+    that run parallel code: a cached function that calls the naive backend's parallel code
+    crashes when two of its variants, written by different processes, are loaded into one (numba
+    issue 8578); those epochs are compiled in each process (about a second per signature).
+    """
+    module = value_and_grad.py_func.__module__.rsplit(".", 1)[-1]
+    name = f"_epoch_{module}_{value_and_grad.__name__}"
+    copy = FunctionType(_epoch.__code__, {**_epoch.__globals__, "_gradient": value_and_grad},
+                        name)
+    copy.__qualname__ = name
+    copy.__doc__ = _epoch.__doc__
+    return jit(cache=cache)(copy)
 
 @dataclass(frozen=True)
 class EarlyStopping:
@@ -443,7 +464,6 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
     weight_batch = np.empty(batch_size, net.dtype)
     hyper = optimizer.hyperparameters()
     spec = net.spec
-    epoch = chosen.guard(_epoch)
     start = time.perf_counter()
     bar = tqdm(total=epochs, unit="epoch", desc="train") if progress else _NoProgressBar()
     with bar:
@@ -451,9 +471,10 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             if shuffle:
                 order = permutation(resume.rng, n)
             lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
-            kernel, work, n_threads = chosen.gradient_kernel(spec, batch_size)
+            kernel, work, n_threads, split = chosen.gradient_kernel(spec, batch_size)
+            epoch = chosen.guard(_compiled_epoch(kernel, not split))
             status, loss, resume.steps = epoch(
-                kernel, spec.layout, spec.loss_id, spec.l2, params, X,
+                spec.layout, spec.loss_id, spec.l2, params, X,
                 Y_rows, labels, sample_weights, order, optimizer.kind, hyper, lr, resume.steps,
                 resume.optimizer_state, grad, work, n_threads, X_batch, Y_batch, label_batch,
                 weight_batch)

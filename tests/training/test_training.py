@@ -4,10 +4,12 @@ here, shuffles, partial batches, early stopping, callbacks, resuming, and bad in
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-from helpers import DTYPES
+from helpers import BACKENDS, DTYPES
 from reference import reference_loss_and_grad
 
 import fastprop as fp
@@ -182,16 +184,49 @@ def test_seed_determinism_and_resume():
 
 def test_one_compiled_call_per_epoch(monkeypatch):
     calls = []
-    epoch = training._epoch
+    compiled_epoch = training._compiled_epoch
 
-    def counted(*args):
-        calls.append(args[8].shape)  # the shuffled order: every sample, once
-        return epoch(*args)
+    def counted_epoch(kernel, cache):
+        epoch = compiled_epoch(kernel, cache)
 
-    monkeypatch.setattr(training, "_epoch", counted)
+        def counted(*args):
+            calls.append(args[8].shape)  # the shuffled order: every sample, once
+            return epoch(*args)
+        return counted
+
+    monkeypatch.setattr(training, "_compiled_epoch", counted_epoch)
     net, params, X, Y = problem(np.float64)
     fp.train(net, params, X, Y, epochs=3, batch_size=8, progress=False)
     assert calls == [(50,)] * 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_new_process_loads_the_epoch_from_the_disk_cache(backend):
+    """The compiled epoch is cached on disk like the kernels (in the session's numba cache): a
+    process after one that ran it compiles nothing for it (its entry point is a global of the
+    compiled copy, not an argument)."""
+    script = f"""
+import numpy as np, fastprop as fp
+from fastprop import training
+from fastprop.backends import get_backend
+fp.set_num_threads(1)  # the naive backend's batches split among threads otherwise (not cached)
+net = fp.MLP([3, 8, 2], activation="tanh"); params = net.init(seed=0)
+rng = np.random.default_rng(0)
+X, Y = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+history = fp.train(net, params, X, Y, epochs=2, batch_size=8, seed=0, progress=False,
+                   backend={backend!r})
+kernel, _, _, split = get_backend({backend!r}).gradient_kernel(net.spec, 8)
+assert not split
+stats = training._compiled_epoch(kernel, True).stats
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()), history.loss)
+"""
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=900, check=False) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    first, second = (run.stdout.split(maxsplit=2) for run in runs)
+    assert second[:2] == ["1", "0"], "the second process compiled the epoch again"
+    assert first[2] == second[2]  # the same training
 
 
 def test_validation_scores_match_scikit_learn():
