@@ -99,7 +99,7 @@ def _compiled_epoch(value_and_grad: Callable, cache: bool) -> Callable:
     type in every process, and the epoch could not be cached. ``cache`` is False for entry points
     that run parallel code: a cached function that calls the naive backend's parallel code
     crashes when two of its variants, written by different processes, are loaded into one (numba
-    issue 8578); those epochs are compiled in each process (about a second per signature).
+    issue 8578); those epochs are compiled in each process.
     """
     module = value_and_grad.py_func.__module__.rsplit(".", 1)[-1]
     name = f"_epoch_{module}_{value_and_grad.__name__}"
