@@ -82,7 +82,6 @@ def _epoch(layout, loss_id, l2, params, X, Y, labels, sample_weights, order, kin
     return OK, total / n, steps
 
 
-
 def _gradient(*args: object) -> tuple[int, float]:
     """Stands for the backend entry point that a compiled copy of :func:`_epoch` calls: each copy
     binds this name to its own (see :func:`_compiled_epoch`). Never called."""
@@ -108,6 +107,7 @@ def _compiled_epoch(value_and_grad: Callable, cache: bool) -> Callable:
     copy.__qualname__ = name
     copy.__doc__ = _epoch.__doc__
     return jit(cache=cache)(copy)
+
 
 @dataclass(frozen=True)
 class EarlyStopping:

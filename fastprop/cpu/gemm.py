@@ -100,8 +100,8 @@ def _emit_micro_kernel(columns, context, builder, signature, args):
                for t, value in zip(array_types, args[:3], strict=True))
     i0, j0, jb = (context.cast(builder, value, t, types.intp)
                   for value, t in zip(args[3:], offset_types, strict=True))
+    shapes = [cgutils.unpack_tuple(builder, x.shape, 2) for x in (A, B, C)]
     if context.enable_boundscheck:
-        shapes = [cgutils.unpack_tuple(builder, x.shape, 2) for x in (A, B, C)]
         _check_block(context, builder, shapes, i0, j0, jb, columns)
     A_type, B_type, C_type = array_types
     element = context.get_data_type(C_type.dtype)
@@ -112,8 +112,7 @@ def _emit_micro_kernel(columns, context, builder, signature, args):
     broadcast = ir.Constant(ir.VectorType(ir.IntType(32), columns), [0] * columns)
     rows = [builder.add(i0, ir.Constant(i0.type, r)) for r in range(MR)]
     sums = [cgutils.alloca_once_value(builder, ir.Constant(vector, None)) for _ in range(MR)]
-    depth = cgutils.unpack_tuple(builder, A.shape, 2)[1]
-    with cgutils.for_range(builder, depth) as loop:
+    with cgutils.for_range(builder, shapes[0][1]) as loop:  # A's columns
         b = _load_row(context, builder, B_type, B, loop.index, jb, vector)
         for row, total in zip(rows, sums, strict=True):
             a = builder.load(_element_pointer(context, builder, A_type, A, row, loop.index))
