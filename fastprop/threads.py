@@ -71,12 +71,22 @@ def numba_threads() -> int:
 
 
 def _load_thread_count() -> Callable[[], int]:
-    """The compiled :func:`fastprop.cpu.common.thread_count`, imported on first use."""
-    global _thread_count
-    from .cpu.common import thread_count
+    """The cheapest reader of numba's thread count in the calling thread, found on first use.
 
-    _thread_count = thread_count
-    return thread_count
+    ``numba.get_num_threads`` takes two locks on every call, to start the threading layer if it
+    has not started. Once it has, the layer's own C getter (which numba calls after those locks)
+    returns the same count without them. A function compiled to read the count would be as
+    cheap, but numba cannot cache it: every new process would compile it before its first
+    gradient. Where numba no longer has the getter, its public function is used.
+    """
+    global _thread_count
+    import numba
+    from numba.np.ufunc import parallel
+
+    numba.get_num_threads()  # starts the layer, which sets the getter
+    getter = getattr(parallel, "_get_num_threads", None)
+    _thread_count = numba.get_num_threads if getter is None else getter
+    return _thread_count
 
 
 def _blas_pools() -> list:

@@ -26,7 +26,6 @@ into a ``ValueError`` that names the argument.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .._jit import jit
@@ -40,13 +39,6 @@ from .._kernel_ids import (
 )
 from .._layout import A_OFF, ACT, B_OFF, N_IN, N_OUT, W_OFF
 from .views import borrowed, matrix_view
-
-
-@numba.njit
-def thread_count():
-    """``numba.get_num_threads()``, cheaper to call from Python than numba's own function (which
-    takes two locks per call). Not cached: compiled code that reads the thread count cannot be."""
-    return numba.get_num_threads()
 
 
 @jit(fastmath={"reassoc"})
