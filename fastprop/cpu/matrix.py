@@ -38,6 +38,11 @@ has both pools working. Splitting the element-wise passes of a BLAS-bound gradie
 threads as well would make two thread pools fight for the cores: numba's OpenMP workers keep
 spinning after a ``prange`` and slow the next BLAS product many times over. With SIMD passes, the
 serial element-wise work stays a small fraction of the products' time.
+
+Compile time: numba compiles each function on its own, and each caller optimises and emits again
+the code of every function it calls. The forward pass and the loss are therefore inlined into
+their callers (``inline="always"``) and the calling thread's loop over blocks is written into
+its entry point: each level less is one less compilation of everything below it.
 """
 
 from __future__ import annotations
@@ -247,7 +252,7 @@ def _column_sums(D, out):
             out[j] += d[j]
 
 
-@jit
+@jit(inline="always")
 def _forward_scores(layout, params, X, work, limit, pack):
     """Forward pass: hidden activations and the last layer's scores, in the workspace. Products
     past ``limit`` go to :func:`~fastprop.cpu.gemm.packed_gemm` with the block ``pack``, or to
@@ -259,14 +264,12 @@ def _forward_scores(layout, params, X, work, limit, pack):
         W, b = weights(params, layout, layer)
         A = activations(work, layout, layer, batch)
         WT = matrix_view(transposed, 0, layout[layer, N_IN], layout[layer, N_OUT])
-        if layer == 0:
-            forward_product(X, W, A, WT, limit, pack)
-        else:
-            forward_product(activations(work, layout, layer - 1, batch), W, A, WT, limit, pack)
+        A_in = X if layer == 0 else activations(work, layout, layer - 1, batch)
+        forward_product(A_in, W, A, WT, limit, pack)
         _add_bias_and_activate(A, b, activation_id(layout, layer) if layer < last else IDENTITY)
 
 
-@jit
+@jit(inline="always")
 def _loss_sum(layout, loss_id, Y, labels, sample_weights, scale, batch, work):
     """After the forward pass: the sum of the samples' weighted losses; the scores become the
     output deltas, each scaled by its sample's weight times ``scale``."""
@@ -294,39 +297,13 @@ def _gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad
         D = activations(work, layout, layer, batch)
         W, _ = weights(params, layout, layer)
         dW, db = weights(grad, layout, layer)
-        if layer == 0:
-            weight_gradient(D, X, dW, limit, pack, transposed)
-        else:
-            A_in = activations(work, layout, layer - 1, batch)
-            weight_gradient(D, A_in, dW, limit, pack, transposed)
+        A_in = X if layer == 0 else activations(work, layout, layer - 1, batch)
+        weight_gradient(D, A_in, dW, limit, pack, transposed)
         _column_sums(D, db)
         if layer > 0:
             G = matrix_view(scratch, 0, batch, layout[layer, N_IN])
             backpropagate_delta(D, W, G, limit, pack)
             _delta_from_activations(G, A_in, activation_id(layout, layer - 1))
-    return total
-
-
-@jit
-def _blocked_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad, work):
-    """:func:`_gradient` of the rows of ``X`` on the calling thread, in blocks of
-    :func:`_block_rows`: the first block writes ``grad``; each later one writes a gradient of its
-    own at the end of the workspace, which is added to ``grad``."""
-    batch = X.shape[0]
-    rows = _block_rows(layout, batch)
-    limit = np.int64(SMALL_GEMM)
-    size = _chunk_workspace(layout, rows)
-    block_work = work[:size]
-    total = _gradient(layout, loss_id, params, X[:rows], Y[:rows], labels[:rows],
-                      sample_weights[:rows], scale, grad, block_work, limit, None)
-    if rows < batch:
-        block_grad = work[size:size + grad.shape[0]]
-        for start in range(rows, batch, rows):
-            stop = min(start + rows, batch)
-            total += _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
-                               labels[start:stop], sample_weights[start:stop], scale, block_grad,
-                               block_work, limit, None)
-            _add_gradients(grad, block_grad, 0, grad.shape[0])
     return total
 
 
@@ -426,9 +403,22 @@ def serial_value_and_grad(layout, loss_id, params, X, Y, labels, sample_weights,
                               np.int64(1))
     if status != OK:
         return status, l2 * 0
+    # In blocks of :func:`_block_rows`: the first block writes ``grad``; each later one writes a
+    # gradient of its own at the end of the workspace, which is added to ``grad``.
     scale = weight_scale(sample_weights)
-    total = _blocked_gradient(layout, loss_id, params, X, Y, labels, sample_weights, scale, grad,
-                              work)
+    batch = X.shape[0]
+    rows = _block_rows(layout, batch)
+    size = _chunk_workspace(layout, rows)
+    block_work, block_grad = work[:size], work[size:size + grad.shape[0]]
+    total = scale * 0
+    for start in range(0, batch, rows):
+        stop = min(start + rows, batch)
+        total += _gradient(layout, loss_id, params, X[start:stop], Y[start:stop],
+                           labels[start:stop], sample_weights[start:stop], scale,
+                           grad if start == 0 else block_grad, block_work, np.int64(SMALL_GEMM),
+                           None)
+        if start > 0:
+            _add_gradients(grad, block_grad, 0, grad.shape[0])
     return OK, _with_l2(layout, params, l2, grad, total * scale)
 
 
