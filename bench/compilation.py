@@ -1,102 +1,237 @@
-"""The first call's compile time, tracked apart from every timing of a warm call."""
+"""The first call: what a new process spends before its first gradient, tracked apart from every
+timing of a warm call.
+
+Every measurement runs a script in a new interpreter, whose clock starts before anything is
+imported, with one of two numba caches:
+
+- **empty**: ``NUMBA_CACHE_DIR`` is a new, empty directory, as after a fresh install: every
+  kernel the process calls compiles;
+- **warm**: the same directory after a process made the same calls: every kernel loads.
+
+For each backend and dtype:
+
+- with the empty cache, ``import fastprop`` plus the first ``value_and_grad`` (float target
+  rows), minus a second call: the compile time; then a call with a read-only ``X`` (a memory
+  map's type) and one with integer labels, each minus a warm call: what each new kind of
+  argument compiles;
+- with the warm cache, each in a process of its own: the first ``value_and_grad`` (``import
+  fastprop`` apart), the first ``fastprop.train(..., epochs=1)``, and the first ``fit`` of an
+  ``MLPRegressor`` (the import of the estimators and of scikit-learn apart: any scikit-learn
+  estimator pays the latter).
+
+``python -m bench.compilation`` (from the repository root) prints the table, and with
+``--markdown PATH`` writes it for the performance page. asv tracks each figure
+(``CompileTime``); its ``setup_cache`` measures every backend and dtype once.
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
+from pathlib import Path
 
-from .common import BACKENDS, DTYPES, NETWORK, Shape, skip_reason
+from .common import BACKENDS, DTYPES, Shape, skip_reason
 
-#: The network compiled for. Kernels are compiled per dtype and array layout, not per size, so
-#: any case compiles the same code; a small one keeps the calls themselves negligible.
+#: The network compiled for. Kernels are compiled per dtype and kind of argument, not per size,
+#: so any case compiles the same code; a small one keeps the calls themselves negligible.
 COMPILE_CASE = "16x32x4"
+#: Softmax outputs and cross-entropy: a network that takes float target rows and integer labels.
+NETWORK = {"activation": "tanh", "output": "softmax", "loss": "cross_entropy"}
 
-# Runs in a fresh interpreter: the clock starts before anything is imported.
-_SCRIPT = """\
+_HEADER = """\
 import time
 start = time.perf_counter()
-import json
+import json, warnings
 import numpy as np
 import fastprop as fp
+imported = time.perf_counter()
+rng = np.random.default_rng(0)
+X = rng.standard_normal(({batch}, {width})).astype(np.{dtype})
+labels = rng.integers(0, {n_out}, {batch})
+Y = np.eye({n_out}, dtype=np.{dtype})[labels]
+"""
+
+_GRADIENT = _HEADER + """\
 net = fp.MLP({sizes!r}, dtype=np.{dtype}, **{network!r})
 params = net.init(seed=0)
-X = np.ones(({batch}, {width}), dtype=np.{dtype})
-net.value_and_grad(params, X, X, backend={backend!r})
-first = time.perf_counter() - start
-start = time.perf_counter()
-net.value_and_grad(params, X, X, backend={backend!r})
-second = time.perf_counter() - start
+
+def seconds(X, Y):
+    start = time.perf_counter()
+    net.value_and_grad(params, X, Y, backend={backend!r})
+    return time.perf_counter() - start
+
+first = seconds(X, Y)
+second = seconds(X, Y)
 X_read_only = X.copy()
 X_read_only.flags.writeable = False
-start = time.perf_counter()
-net.value_and_grad(params, X_read_only, X, backend={backend!r})
-read_only = time.perf_counter() - start
-print(json.dumps({{"first": first, "second": second, "read_only": read_only}}))
+print(json.dumps({{"import": imported - start, "first": first, "second": second,
+                  "read_only": seconds(X_read_only, Y), "labels": seconds(X, labels)}}))
 """
+
+_TRAIN = _HEADER + """\
+net = fp.MLP({sizes!r}, dtype=np.{dtype}, **{network!r})
+params = net.init(seed=0)
+start = time.perf_counter()
+fp.train(net, params, X, Y, epochs=1, progress=False, backend={backend!r})
+print(json.dumps({{"import": imported - start, "train": time.perf_counter() - start}}))
+"""
+
+_FIT = _HEADER + """\
+MLPRegressor = fp.MLPRegressor  # (imports scikit-learn)
+start = time.perf_counter()
+model = MLPRegressor(hidden_layer_sizes={hidden!r}, max_iter=1, backend={backend!r},
+                        dtype={dtype!r})
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # (one epoch does not converge)
+    model.fit(X, Y)
+print(json.dumps({{"fit": time.perf_counter() - start}}))
+"""
+
+#: The table's columns: key, heading.
+COLUMNS = (
+    ("compile", "empty cache: import + first gradient"),
+    ("read_only", "+ read-only X"),
+    ("labels", "+ integer labels"),
+    ("warm_import", "warm cache: import"),
+    ("warm_first", "first gradient"),
+    ("warm_train", "first train epoch"),
+    ("warm_fit", "first fit"),
+)
+
+
+def _run(template: str, backend: str, dtype: str, cache_dir: str) -> dict[str, float]:
+    """Run ``template`` for ``backend`` and ``dtype`` in a new interpreter with the numba cache
+    ``cache_dir``; what it printed."""
+    batch, width, depth = Shape.parse(COMPILE_CASE)
+    n_out = 4
+    script = template.format(sizes=[width] * depth + [n_out], hidden=(width,) * (depth - 1),
+                             dtype=dtype, network=NETWORK, batch=batch, width=width,
+                             n_out=n_out, backend=backend)
+    # Run in the cache's directory: a fastprop/ folder in the current directory would shadow
+    # the installed fastprop.
+    env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=cache_dir,
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"the first-call script failed:\n{result.stderr}")
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
-    """Time a new process's import of fastprop and first gradient, with no numba cache.
+    """Every figure of :data:`COLUMNS` for ``backend`` and ``dtype``, in seconds.
 
     Parameters
     ----------
     backend : str
-        A fastprop backend.
+        A CPU backend of fastprop.
     dtype : {"float32", "float64"}
         The network's dtype.
 
     Returns
     -------
     dict
-        ``first``: seconds from before ``import numpy`` to the end of the first
-        ``value_and_grad`` call; ``second``: seconds of the second call; ``read_only``: seconds
-        of a third call, with a read-only ``X`` (a memory map's type: what numba compiles again).
+        ``compile``, ``read_only`` and ``labels`` with an empty cache; ``warm_import``,
+        ``warm_first``, ``warm_train`` and ``warm_fit`` with a warm one (see the module
+        notes).
     """
-    batch, width, depth = Shape.parse(COMPILE_CASE)
-    script = _SCRIPT.format(sizes=[width] * (depth + 1), dtype=dtype, network=NETWORK,
-                            batch=batch, width=width, backend=backend)
-    with tempfile.TemporaryDirectory(prefix="fastprop-compile-") as cache_dir:
-        # An empty cache makes numba compile every kernel; running in the empty directory keeps
-        # a fastprop/ folder in the current directory from shadowing the installed one.
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
-        result = subprocess.run([sys.executable, "-c", script], env=env, cwd=cache_dir,
-                                capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"the compile-time script failed:\n{result.stderr}")
-    return json.loads(result.stdout.splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="fastprop-first-call-") as cache_dir:
+        empty = _run(_GRADIENT, backend, dtype, cache_dir)
+        warm = _run(_GRADIENT, backend, dtype, cache_dir)
+        _run(_TRAIN, backend, dtype, cache_dir)  # (compiles the training epoch)
+        train = _run(_TRAIN, backend, dtype, cache_dir)
+        _run(_FIT, backend, dtype, cache_dir)
+        fit = _run(_FIT, backend, dtype, cache_dir)
+    base = empty["second"]
+    return {"compile": empty["import"] + empty["first"] - base,
+            "read_only": empty["read_only"] - base, "labels": empty["labels"] - base,
+            "warm_import": warm["import"], "warm_first": warm["first"],
+            "warm_train": train["train"], "warm_fit": fit["fit"]}
+
+
+def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
+    """A Markdown table of :func:`first_call_seconds` results, keyed by backend and dtype."""
+    lines = ["| backend | dtype | " + " | ".join(heading for _, heading in COLUMNS) + " |",
+             "|---|---|" + "---:|" * len(COLUMNS)]
+    for (backend, dtype), seconds in results.items():
+        cells = " | ".join(f"{seconds[key]:.2f} s" for key, _ in COLUMNS)
+        lines.append(f"| {backend} | {dtype} | {cells} |")
+    return "\n".join(lines) + "\n"
 
 
 class CompileTime:
-    """Compile time of a backend's kernels: what the first call costs a new user."""
+    """What the first call costs a new user, per backend and dtype (see the module notes)."""
 
     params = (BACKENDS, DTYPES)
     param_names = ("backend", "dtype")
-    timeout = 600.0
+    timeout = 1800.0
 
-    def setup(self, backend: str, dtype: str) -> None:
+    def setup_cache(self) -> dict[str, dict[str, float]]:
+        """Measure every CPU backend and dtype once, for all the track methods."""
+        return {f"{backend}-{dtype}": first_call_seconds(backend, dtype)
+                for backend in BACKENDS for dtype in DTYPES
+                if skip_reason(backend, COMPILE_CASE) is None}
+
+    def setup(self, results: dict, backend: str, dtype: str) -> None:
         """Skip backends that this fastprop lacks."""
         reason = skip_reason(backend, COMPILE_CASE)
         if reason is not None:
             raise NotImplementedError(reason)
 
-    def track_first_call_compile(self, backend: str, dtype: str) -> float:
-        """Import plus first call, minus a warm call: the seconds spent compiling (and loading).
+    def track_first_call_compile(self, results: dict, backend: str, dtype: str) -> float:
+        """Empty cache: import plus the first gradient, minus a second call."""
+        return results[f"{backend}-{dtype}"]["compile"]
 
-        Measured in a fresh process whose ``NUMBA_CACHE_DIR`` is an empty directory, so that
-        nothing is loaded from numba's on-disk cache.
-        """
-        seconds = first_call_seconds(backend, dtype)
-        return seconds["first"] - seconds["second"]
+    def track_read_only_compile(self, results: dict, backend: str, dtype: str) -> float:
+        """Empty cache, after the first call: a read-only ``X``, minus a warm call."""
+        return results[f"{backend}-{dtype}"]["read_only"]
 
-    track_first_call_compile.unit = "s"
+    def track_labels_compile(self, results: dict, backend: str, dtype: str) -> float:
+        """Empty cache, after the first call: integer labels, minus a warm call."""
+        return results[f"{backend}-{dtype}"]["labels"]
 
-    def track_read_only_compile(self, backend: str, dtype: str) -> float:
-        """After the first call, a call with a read-only ``X`` minus a warm call: the seconds
-        spent compiling for the read-only array type, in the same kind of fresh process."""
-        seconds = first_call_seconds(backend, dtype)
-        return seconds["read_only"] - seconds["second"]
+    def track_warm_first_gradient(self, results: dict, backend: str, dtype: str) -> float:
+        """Warm cache: the first gradient of a new process (``import fastprop`` apart)."""
+        return results[f"{backend}-{dtype}"]["warm_first"]
 
-    track_read_only_compile.unit = "s"
+    def track_warm_first_train(self, results: dict, backend: str, dtype: str) -> float:
+        """Warm cache: the first one-epoch ``fastprop.train`` of a new process."""
+        return results[f"{backend}-{dtype}"]["warm_train"]
+
+    def track_warm_first_fit(self, results: dict, backend: str, dtype: str) -> float:
+        """Warm cache: the first ``MLPRegressor.fit`` of a new process (its module
+        imported)."""
+        return results[f"{backend}-{dtype}"]["warm_fit"]
+
+    for _track in (track_first_call_compile, track_read_only_compile, track_labels_compile,
+                   track_warm_first_gradient, track_warm_first_train, track_warm_first_fit):
+        _track.unit = "s"
+    del _track
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Measure every CPU backend and dtype, print the table, and write it where asked."""
+    parser = argparse.ArgumentParser(prog="python -m bench.compilation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", nargs="+", default=["matrix", "naive"],
+                        choices=[b for b in BACKENDS if skip_reason(b, COMPILE_CASE) is None])
+    parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    results = {}
+    for backend in args.backends:
+        for dtype in args.dtypes:
+            results[backend, dtype] = first_call_seconds(backend, dtype)
+            print(f"{backend} {dtype}: done", file=sys.stderr)
+    text = table(results)
+    print(text)
+    if args.markdown is not None:
+        args.markdown.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -5,9 +5,10 @@ Build from the repository root, with warnings as errors::
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 The pages are Markdown (MyST). The API reference (``api.md``) is generated from the library's
-numpydoc docstrings by autodoc and numpydoc. The performance page includes
-``_generated/performance.md`` when that file exists (``fastprop compare --markdown`` writes it)
-and ``_placeholder/performance.md`` otherwise, so the build passes either way.
+numpydoc docstrings by autodoc and numpydoc. The performance page includes the generated
+``_generated/performance.md`` and ``_generated/first_call.md`` where they exist and their
+placeholders in ``_placeholder/`` otherwise, so the build passes either way (see
+:data:`INCLUDES`).
 """
 
 from __future__ import annotations
@@ -66,27 +67,31 @@ html_static_path: list[str] = []
 html_show_sourcelink = False
 
 # -- the performance page --------------------------------------------------------------------
-GENERATED = DOCS / "_generated" / "performance.md"
-PLACEHOLDER = DOCS / "_placeholder" / "performance.md"
-#: The line of performance.md that becomes an include of the generated file or the placeholder.
-MARKER = "<!-- performance-results -->"
+#: The lines of performance.md that become includes: each of a generated file in ``_generated/``
+#: (``fastprop compare --markdown`` writes ``performance.md``, ``python -m bench.compilation
+#: --markdown`` writes ``first_call.md``) where it exists, else of its placeholder.
+INCLUDES = {"<!-- performance-results -->": "performance.md",
+            "<!-- first-call-results -->": "first_call.md"}
 
 
-def performance_include() -> str:
-    """A MyST include of the generated results when they exist, else of the placeholder.
+def performance_include(name: str) -> str:
+    """A MyST include of the generated file ``name`` when it exists, else of its placeholder.
 
     ``relative-images`` makes image paths in the included file relative to that file, so the
     generated page can refer to a plot beside it (``_generated/performance.png``).
     """
-    included = GENERATED if GENERATED.exists() else PLACEHOLDER
+    generated = DOCS / "_generated" / name
+    included = generated if generated.exists() else DOCS / "_placeholder" / name
     return (f"```{{include}} {included.relative_to(DOCS).as_posix()}\n"
             f":relative-images:\n```\n")
 
 
 def include_results(app, docname: str, source: list[str]) -> None:
-    """``source-read``: put the include in place of :data:`MARKER` in performance.md."""
+    """``source-read``: put the includes in place of the :data:`INCLUDES` markers in
+    performance.md."""
     if docname == "performance":
-        source[0] = source[0].replace(MARKER, performance_include())
+        for marker, name in INCLUDES.items():
+            source[0] = source[0].replace(marker, performance_include(name))
 
 
 def reread_performance(app, env, added, changed, removed) -> list[str]:

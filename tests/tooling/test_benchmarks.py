@@ -125,9 +125,32 @@ def test_metrics_are_measured(monkeypatch):
         assert getattr(benchmark, track).unit in ("x", "fraction", "GFLOP/s")
 
 
-def test_compile_time_is_measured_in_a_fresh_process():
-    seconds = compilation.first_call_seconds("naive", "float32")  # the quickest to compile
-    assert seconds["first"] > seconds["second"] > 0 and seconds["read_only"] > 0
+def test_first_calls_are_measured_in_fresh_processes():
+    seconds = compilation.first_call_seconds("matrix", "float32")
+    assert set(seconds) == {key for key, _ in compilation.COLUMNS}
+    assert all(value > 0 for value in seconds.values()), seconds
+    # Compiling takes longer than loading what was compiled.
+    assert seconds["compile"] > seconds["warm_import"] + seconds["warm_first"], seconds
+
+
+def test_first_call_table_is_printed_and_written(tmp_path, monkeypatch, capsys):
+    measured = []
+
+    def fake(backend, dtype):
+        measured.append((backend, dtype))
+        return {key: 0.5 + i for i, (key, _) in enumerate(compilation.COLUMNS)}
+
+    monkeypatch.setattr(compilation, "first_call_seconds", fake)
+    compilation.main(["--backends", "naive", "--dtypes", "float64", "float32",
+                      "--markdown", str(tmp_path / "first.md")])
+    assert measured == [("naive", "float64"), ("naive", "float32")]
+    written = (tmp_path / "first.md").read_text()
+    assert written in capsys.readouterr().out
+    header, rule, *rows = written.splitlines()
+    assert header.count("|") == rule.count("|") == len(compilation.COLUMNS) + 3
+    assert rows == ["| naive | float64 | 0.50 s | 1.50 s | 2.50 s | 3.50 s | 4.50 s | 5.50 s "
+                    "| 6.50 s |", "| naive | float32 | 0.50 s | 1.50 s | 2.50 s | 3.50 s | 4.50 s "
+                    "| 5.50 s | 6.50 s |"]
 
 
 #: Runs bench/common.py where the installed fastprop is older: ``{setup}`` makes it so.
@@ -138,7 +161,7 @@ import fastprop, fastprop.benchmarking.problems as problems
 sys.modules["fastprop.benchmarking"] = None  # (import fastprop.benchmarking fails)
 from bench import common, compilation
 assert common.CASES[:2] == ("1x32x2", "1x32x4")
-compilation.CompileTime().setup("matrix", "float32")  # (needs no problem)
+compilation.CompileTime().setup({{}}, "matrix", "float32")  # (needs no problem)
 try:
     net, params, X, Y = common.problem("16x32x4", "float64")
 except NotImplementedError as skipped:
