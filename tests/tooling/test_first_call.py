@@ -53,10 +53,13 @@ import fastprop as fp
 rng = np.random.default_rng(0)
 """
 
-#: ``(batch, width)`` of a 4-layer network, chosen to take each path of the backends: one
-#: sample; a small batch on the calling thread; a batch split among numba's threads; large
-#: products on the BLAS (a batch too small to split); a large split batch.
-CASES = ((1, 32), (16, 32), (64, 64), (16, 512), (256, 256))
+#: ``(batch, width)`` of a 4-layer network, chosen to take each path of each backend. The
+#: matrix backend: one sample; a small batch on the calling thread; a batch split among numba's
+#: threads; large products on the BLAS (a batch too small to split); a large split batch. The
+#: naive backend, which runs the same code at every size: one sample, on the calling thread, and
+#: a batch, split among numba's threads.
+CASES = {"matrix": ((1, 32), (16, 32), (64, 64), (16, 512), (256, 256)),
+         "naive": ((1, 32), (16, 32))}
 
 NETWORK_CALLS = {
     "value_and_grad": "loss, grad = net.value_and_grad(p, X, Y, backend={backend!r})\n"
@@ -105,10 +108,10 @@ assert np.isfinite(net.value_and_grad(p, rng.standard_normal((3, 2)).astype(np.{
 def _scenarios(model_files: dict[str, str]) -> dict[str, list[str]]:
     """Name -> the command line after ``python``, one fresh process each."""
     scenarios: dict[str, list[str]] = {}
-    for call, backend, dtype, (batch, width) in product(
-            NETWORK_CALLS, ("matrix", "naive"), ("float32", "float64"), CASES):
-        scenarios[f"{call}-{backend}-{dtype}-{batch}x{width}"] = [
-            "-c", _network_scenario(call, backend, dtype, batch, width)]
+    for call, backend, dtype in product(NETWORK_CALLS, CASES, ("float32", "float64")):
+        for batch, width in CASES[backend]:
+            scenarios[f"{call}-{backend}-{dtype}-{batch}x{width}"] = [
+                "-c", _network_scenario(call, backend, dtype, batch, width)]
     for backend, dtype, batch in product(("matrix", "naive"), ("float32", "float64"), (16, 64)):
         scenarios[f"train-{backend}-{dtype}-{batch}"] = [
             "-c", _train_scenario(backend, dtype, batch)]
