@@ -27,7 +27,9 @@ For each backend and dtype:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -137,15 +139,17 @@ def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
     dict
         ``compile``, ``read_only`` and ``labels`` with an empty cache; ``warm_import``,
         ``warm_first``, ``warm_train`` and ``warm_fit`` with a warm one (see the module
-        notes).
+        notes). ``warm_fit`` is NaN where scikit-learn is not installed.
     """
     with tempfile.TemporaryDirectory(prefix="fastprop-first-call-") as cache_dir:
         empty = _run(_GRADIENT, backend, dtype, cache_dir)
         warm = _run(_GRADIENT, backend, dtype, cache_dir)
         _run(_TRAIN, backend, dtype, cache_dir)  # (compiles the training epoch)
         train = _run(_TRAIN, backend, dtype, cache_dir)
-        _run(_FIT, backend, dtype, cache_dir)
-        fit = _run(_FIT, backend, dtype, cache_dir)
+        fit = {"fit": math.nan}
+        if importlib.util.find_spec("sklearn") is not None:
+            _run(_FIT, backend, dtype, cache_dir)
+            fit = _run(_FIT, backend, dtype, cache_dir)
     base = empty["second"]
     return {"compile": empty["import"] + empty["first"] - base,
             "read_only": empty["read_only"] - base, "labels": empty["labels"] - base,
@@ -158,7 +162,8 @@ def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
     lines = ["| backend | dtype | " + " | ".join(heading for _, heading in COLUMNS) + " |",
              "|---|---|" + "---:|" * len(COLUMNS)]
     for (backend, dtype), seconds in results.items():
-        cells = " | ".join(f"{seconds[key]:.2f} s" for key, _ in COLUMNS)
+        cells = " | ".join("n/a" if math.isnan(seconds[key]) else f"{seconds[key]:.2f} s"
+                           for key, _ in COLUMNS)
         lines.append(f"| {backend} | {dtype} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -203,8 +208,8 @@ class CompileTime:
         return results[f"{backend}-{dtype}"]["warm_train"]
 
     def track_warm_first_fit(self, results: dict, backend: str, dtype: str) -> float:
-        """Warm cache: the first ``MLPRegressor.fit`` of a new process (its module
-        imported)."""
+        """Warm cache: the first ``MLPRegressor.fit`` of a new process (its module imported);
+        NaN, which asv shows as missing, without scikit-learn."""
         return results[f"{backend}-{dtype}"]["warm_fit"]
 
     for _track in (track_first_call_compile, track_read_only_compile, track_labels_compile,
