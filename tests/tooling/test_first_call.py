@@ -210,3 +210,60 @@ for got, backend in zip(np.load({str(tmp_path / "grads.npy")!r}), BACKENDS):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+#: A cached function of its own, so that the test below starts from an empty cache of it.
+RACING_MODULE = """
+from fastprop._jit import jit
+
+@jit
+def double(x):
+    return x * 2
+"""
+
+#: Compiles ``double`` for the dtype in ``sys.argv[1]``, with half a second between reading the
+#: function's cache index and anything else (writing it back included): the window in which
+#: another process's save can interleave.
+RACING_SCRIPT = """
+import sys, time
+import numpy as np
+from numba.core import caching
+
+read_index = caching.IndexDataCacheFile._load_index
+
+def slow_read_index(self):
+    index = read_index(self)
+    time.sleep(0.5)
+    return index
+
+caching.IndexDataCacheFile._load_index = slow_read_index
+import racing
+assert racing.double(np.ones(3, dtype=sys.argv[1]))[0] == 2
+"""
+
+LOADING_SCRIPT = """
+import numpy as np
+import racing
+for dtype in (np.float32, np.float64):
+    assert (racing.double(np.arange(3, dtype=dtype)) == [0, 2, 4]).all(), dtype
+assert not any(racing.double.stats.cache_misses.values()), racing.double.stats
+print(sorted(str(sig) for sig in racing.double.stats.cache_hits))
+"""
+
+
+def test_processes_compiling_variants_of_one_function_at_once_keep_both(tmp_path):
+    # Without fastprop's cache lock, both processes read the empty index, both write their
+    # variant to the first data file, and the index ends up naming one variant's code for the
+    # other's types (or losing one).
+    (tmp_path / "racing.py").write_text(RACING_MODULE)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=os.pathsep.join(
+        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    racing = [subprocess.Popen([sys.executable, "-c", RACING_SCRIPT, dtype], env=env,
+                               stderr=subprocess.PIPE, text=True)
+              for dtype in ("float32", "float64")]
+    for process in racing:
+        assert process.wait(timeout=300) == 0, process.stderr.read()[-2000:]
+    done = subprocess.run([sys.executable, "-c", LOADING_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "float32" in done.stdout and "float64" in done.stdout, done.stdout
