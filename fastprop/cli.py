@@ -525,8 +525,8 @@ def _train(args: argparse.Namespace) -> int:
                "progress": False, "validation": (X_test, y_test)}
     ready = time.perf_counter()
     train(net, net.init(seed=0), X_train, y_train, epochs=1, **options)
-    print(f"kernels ready in {time.perf_counter() - ready:.2f} s (the epoch loop is compiled "
-          f"in every process, the rest only on the first run: numba caches it on disk)")
+    print(f"kernels ready in {time.perf_counter() - ready:.2f} s (compiled on the first run, "
+          f"then loaded from numba's disk cache)")
 
     def report(history: History) -> None:
         print(f"epoch {history.epochs:>4}/{args.epochs}  loss {history.loss[-1]:.4f}  "

@@ -89,16 +89,16 @@ def _gradient(*args: object) -> tuple[int, float]:
 
 
 @functools.cache
-def _compiled_epoch(value_and_grad: Callable, cache: bool) -> Callable:
-    """:func:`_epoch` compiled to call ``value_and_grad``, a backend's compiled entry point.
+def _compiled_epoch(value_and_grad: Callable) -> Callable:
+    """:func:`_epoch` compiled to call ``value_and_grad``, a backend's compiled entry point, and
+    cached on disk.
 
     A copy of the function whose global :func:`_gradient` is ``value_and_grad``, under a name
     of its own (numba keys its disk cache by the function's name). The entry point is a global
     of the copy, not an argument: an argument's type would be the entry point's dispatcher, a new
-    type in every process, and the epoch could not be cached. ``cache`` is False for entry points
-    that run parallel code: a cached function that calls the naive backend's parallel code
-    crashes when two of its variants, written by different processes, are loaded into one (numba
-    issue 8578); those epochs are compiled in each process.
+    type in every process, and the epoch could not be cached. An epoch that calls parallel code
+    (a batch split among threads) is loaded only after the backend has started numba's parallel
+    runtime (:func:`fastprop._jit.start_parallel_runtime`).
     """
     module = value_and_grad.py_func.__module__.rsplit(".", 1)[-1]
     name = f"_epoch_{module}_{value_and_grad.__name__}"
@@ -106,7 +106,7 @@ def _compiled_epoch(value_and_grad: Callable, cache: bool) -> Callable:
                         name)
     copy.__qualname__ = name
     copy.__doc__ = _epoch.__doc__
-    return jit(cache=cache)(copy)
+    return jit(copy)
 
 
 @dataclass(frozen=True)
@@ -471,8 +471,8 @@ def train(net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray, *,
             if shuffle:
                 order = permutation(resume.rng, n)
             lr = optimizer.schedule(optimizer.learning_rate, resume.epochs, resume.samples)
-            kernel, work, n_threads, split = chosen.gradient_kernel(spec, batch_size)
-            epoch = chosen.guard(_compiled_epoch(kernel, not split))
+            kernel, work, n_threads = chosen.gradient_kernel(spec, batch_size)
+            epoch = chosen.guard(_compiled_epoch(kernel))
             status, loss, resume.steps = epoch(
                 spec.layout, spec.loss_id, spec.l2, params, X,
                 Y_rows, labels, sample_weights, order, optimizer.kind, hyper, lr, resume.steps,

@@ -140,15 +140,14 @@ class CpuBackend:
         return work, n_threads
 
     def gradient_kernel(self, spec: NetworkSpec,
-                        batch: int) -> tuple[Callable, np.ndarray, int, bool]:
-        """``(kernel, work, n_threads, split)`` for compiled code that computes gradients of
-        ``batch`` samples (or fewer) itself, as :func:`fastprop.train`'s epochs do: the kernels'
-        ``value_and_grad`` where a batch of that size splits among threads (``split``), else
-        their ``serial_value_and_grad`` (then the parallel code is never compiled), with
+                        batch: int) -> tuple[Callable, np.ndarray, int]:
+        """``(kernel, work, n_threads)`` for compiled code that computes gradients of ``batch``
+        samples (or fewer) itself, as :func:`fastprop.train`'s epochs do: the kernels'
+        ``value_and_grad`` where a batch of that size splits among threads, else their
+        ``serial_value_and_grad`` (then the parallel code is never compiled), with
         :meth:`workspace`'s buffer and thread count."""
         work, n_threads, split = self._workspace(spec, batch)
-        return (self._kernels.value_and_grad if split else self._serial_kernel,
-                work, n_threads, split)
+        return (self._kernels.value_and_grad if split else self._serial_kernel, work, n_threads)
 
     def _workspace(self, spec: NetworkSpec, batch: int) -> tuple[np.ndarray, int, bool]:
         """:meth:`workspace`, and whether ``value_and_grad`` splits the batch (decided with the
@@ -253,7 +252,7 @@ class CpuBackend:
             out = np.empty(spec.n_params, dtype=dtype)
         else:
             v.check_out(out, dtype, spec.n_params)
-        kernel, work, n_threads, _ = self.gradient_kernel(spec, X.shape[0])
+        kernel, work, n_threads = self.gradient_kernel(spec, X.shape[0])
         args = (spec.layout, spec.loss_id, params, X, Y_rows, labels, weights, spec.l2,
                 check_finite, out, work, n_threads)
         status, loss = self._guard(kernel)(*args)
