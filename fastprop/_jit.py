@@ -65,14 +65,19 @@ def _with_cache_lock(method: Callable, operation: int) -> Callable:
     return locked
 
 
+@functools.cache
+def _lock_path() -> str:
+    """The lock file of this user's fastprop processes, in the temporary directory."""
+    return os.path.join(tempfile.gettempdir(), f"fastprop-numba-cache-{os.getuid()}.lock")
+
+
 @contextlib.contextmanager
 def _cache_lock(operation: int) -> Iterator[None]:
-    """Hold the lock file of this user's fastprop processes (``flock``; released when the file
-    is closed). Where the file cannot be opened or locked, go on without it, as numba does."""
-    path = os.path.join(tempfile.gettempdir(), f"fastprop-numba-cache-{os.getuid()}.lock")
+    """Hold :func:`_lock_path` (``flock``; released when the file is closed). Where the file
+    cannot be opened or locked, go on without it, as numba does."""
     with contextlib.ExitStack() as stack:
         try:
-            lock = stack.enter_context(open(path, "a"))
+            lock = stack.enter_context(open(_lock_path(), "a"))
             fcntl.flock(lock, operation)
         except OSError:
             pass
