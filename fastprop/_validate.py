@@ -5,11 +5,13 @@ Policy (docs/usage.md describes it for users):
 - Arrays are taken as they are, never copied or converted silently: ``params``, ``X``, float
   targets ``Y`` and ``out`` must be NumPy arrays of the network's dtype (``TypeError`` otherwise;
   convert once with ``.astype(net.dtype)``), C-contiguous (``ValueError``; use
-  ``np.ascontiguousarray``), with the documented shapes (``ValueError``). The one exception is
+  ``np.ascontiguousarray``), with the documented shapes (``ValueError``). The exceptions:
   integer labels, which may have any integer dtype and are converted to ``int64`` when they are not
-  already; and sample weights, which may be any real array-like (or one number for every sample),
-  as in scikit-learn, and are copied to the network's dtype.
-- Inputs may be read-only (nothing writes to them); ``out`` must be writable and must not overlap
+  already; sample weights, which may be any real array-like (or one number for every sample), as
+  in scikit-learn, and are copied to the network's dtype; and misaligned inputs (from a raw buffer
+  at an odd offset), copied to aligned memory (see :func:`for_kernels`).
+- Inputs may be read-only (nothing writes to them: the kernels take them as writable aliases,
+  which run the code compiled for writable arrays); ``out`` must be writable and must not overlap
   ``params``, ``X`` or ``Y`` (an address-range test, done by the compiled entry point's first step
   with the value checks below: ``np.may_share_memory`` from Python cost more than the gradient of a
   small network).
@@ -42,9 +44,10 @@ from ._kernel_ids import (
 )
 from ._layout import parameter_count
 
-#: A dummy label array passed to the kernels when the targets are float rows.
+#: A dummy label array passed to the kernels when the targets are float rows. Writable, as
+#: labels passed to the kernels are (see :func:`for_kernels`): with the same numba type, float rows
+#: and labels run one compiled variant. (It has no element to write.)
 NO_LABELS = np.empty(0, dtype=np.int64)
-NO_LABELS.flags.writeable = False
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -195,9 +198,38 @@ def check_array(name: str, array: object, dtype: np.dtype, rows: int | None,
     return array
 
 
+class _WritableInterface:
+    """An array's memory described to NumPy as writable (see :func:`for_kernels`)."""
+
+    __slots__ = ("__array_interface__", "array")
+
+    def __init__(self, array: np.ndarray) -> None:
+        interface = dict(array.__array_interface__)
+        interface["data"] = (interface["data"][0], False)  # (address, read-only)
+        self.__array_interface__ = interface
+        self.array = array  # the alias's base keeps the memory alive
+
+
+def for_kernels(array: np.ndarray) -> np.ndarray:
+    """A checked input array as the compiled kernels take it: one numba type whatever its flags.
+
+    numba compiles a function again for every type of its arguments, and an array's type
+    includes whether it is writable and aligned. The kernels never write their inputs, so a
+    read-only array (a memory map, a Dask chunk) is passed as a writable alias of its memory,
+    made in a couple of microseconds, rather than compiling every entry point and epoch for it
+    again. A misaligned array (only a raw buffer at an odd offset makes one) is copied.
+    """
+    if not array.flags.aligned:
+        return array.copy()
+    if array.flags.writeable:
+        return array
+    return np.asarray(_WritableInterface(array))
+
+
 def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
                   n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(Y_rows, labels)`` for the kernels: one of them holds the targets, the other is empty."""
+    """``(Y_rows, labels)`` for the kernels (see :func:`for_kernels`): one of them holds the
+    targets, the other is empty."""
     kind = TARGET_KINDS[loss]
     _check_ndarray("Y", Y)
     if Y.dtype.kind in "iu" and kind != "rows":
@@ -206,7 +238,7 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
                              f"{Y.shape}")
         if Y.dtype != np.int64 or not Y.flags.c_contiguous:
             Y = np.ascontiguousarray(Y, dtype=np.int64)
-        return np.empty((0, n_out), dtype=dtype), Y
+        return np.empty((0, n_out), dtype=dtype), for_kernels(Y)
     if kind == "labels":
         raise TypeError(f"loss {loss!r} needs Y as integer class labels of shape ({batch},), "
                         f"got dtype {Y.dtype}")
@@ -215,7 +247,7 @@ def check_targets(Y: object, loss: str, dtype: np.dtype, batch: int,
     elif Y.ndim == 1 and kind == "either":
         raise TypeError(f"Y of shape {Y.shape} must hold integer class labels, got dtype "
                         f"{Y.dtype}; or pass rows of targets of shape ({batch}, {n_out})")
-    return check_array("Y", Y, dtype, batch, n_out), NO_LABELS
+    return for_kernels(check_array("Y", Y, dtype, batch, n_out)), NO_LABELS
 
 
 def check_sample_weight(sample_weight: object, dtype: np.dtype, batch: int) -> np.ndarray:

@@ -213,8 +213,9 @@ class _Objective:
     ``x`` is written into ``params`` (converted to float32 for a float32 network) and the
     gradient into one buffer, so that every call repeats the first one's arrays (``out=``'s
     fast path); the gradient goes back to SciPy as a new float64 array, which SciPy may keep.
-    Read-only data is copied once, so that every call takes the direct path of writable
-    arrays and the entry point compiled for them.
+    Read-only data is aliased as writable once (:func:`fastprop._validate.for_kernels`), so
+    that every call takes the direct path of writable arrays and the entry point compiled for
+    them, without a copy of the data.
     """
 
     def __init__(self, net: MLP, params: np.ndarray, X: np.ndarray, Y: np.ndarray,
@@ -222,10 +223,8 @@ class _Objective:
         self.net = net
         self.sample_weights = sample_weights
         self.params = params
-        # A read-only array (a memory map) would take the checked path on every call, and
-        # compile an entry point of its own.
-        self.X = X if X.flags.writeable else X.copy()
-        self.Y = Y if Y.flags.writeable else Y.copy()
+        self.X = v.for_kernels(X)
+        self.Y = v.for_kernels(Y)
         self.backend = backend
         self.grad = np.empty_like(params)
 

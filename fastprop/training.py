@@ -276,9 +276,10 @@ class _NoProgressBar:
 
 def _check_data(net: MLP, params: np.ndarray, X: object, Y: object, check_finite: bool,
                 prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(X, Y_rows, labels)``, checked as :meth:`MLP.value_and_grad` checks them."""
+    """``(X, Y_rows, labels)``, checked as :meth:`MLP.value_and_grad` checks them, as the
+    compiled epochs take them (:func:`fastprop._validate.for_kernels`)."""
     try:
-        v.check_array("X", X, net.dtype, None, net.n_inputs)
+        X = v.for_kernels(v.check_array("X", X, net.dtype, None, net.n_inputs))
         Y_rows, labels = v.check_targets(Y, net.loss_name, net.dtype, X.shape[0], net.n_outputs)
         v.raise_for_status(check_values(net.spec.layout, params, X, Y_rows, labels, check_finite),
                            net.n_outputs)

@@ -181,14 +181,16 @@ class CpuBackend:
             ones = state.unit_weights[batch] = np.ones(batch, dtype=spec.dtype)
         return ones
 
-    def _targets(self, spec: NetworkSpec, params: object, X: object,
-                 Y: object) -> tuple[np.ndarray, np.ndarray]:
-        """``(Y_rows, labels)`` for the kernels, after checking ``params``, ``X`` and ``Y``.
+    def _kernel_inputs(self, spec: NetworkSpec, params: object, X: object, Y: object
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(params, X, Y_rows, labels)`` for the kernels, after checking ``params``, ``X`` and
+        ``Y``.
 
-        The common case (the network's dtype, the documented shapes, C-contiguous, float rows or
-        ``int64`` labels) is recognised in one expression; the checks of
-        :mod:`fastprop._validate` handle everything else: they raise on bad input and convert
-        integer labels of other dtypes.
+        The common case (the network's dtype, the documented shapes, C-contiguous, aligned and
+        writable, float rows or ``int64`` labels) is recognised in one expression; the checks of
+        :mod:`fastprop._validate` handle everything else: they raise on bad input, convert
+        integer labels of other dtypes and alias read-only arrays as writable
+        (:func:`fastprop._validate.for_kernels`).
         """
         dtype = spec.dtype
         ndarray = np.ndarray
@@ -197,16 +199,16 @@ class CpuBackend:
             x_shape = X.shape
             if (params.shape == (spec.n_params,) and len(x_shape) == 2
                     and x_shape[1] == spec.n_inputs and x_shape[0] > 0
-                    and params.flags.c_contiguous and X.flags.c_contiguous
-                    and Y.flags.c_contiguous):
+                    and params.flags.num & X.flags.num & Y.flags.num & TYPE_FLAGS == TYPE_FLAGS):
                 y_dtype = Y.dtype
                 if y_dtype is dtype:
                     if spec.takes_rows and Y.shape == (x_shape[0], spec.n_outputs):
-                        return Y, v.NO_LABELS
+                        return params, X, Y, v.NO_LABELS
                 elif y_dtype is _INT64 and spec.takes_labels and Y.shape == x_shape[:1]:
-                    return self._state(spec).no_rows, Y
-        check_inputs(spec, params, X)
-        return v.check_targets(Y, spec.loss_name, dtype, X.shape[0], spec.n_outputs)
+                    return params, X, self._state(spec).no_rows, Y
+        params, X = kernel_inputs(spec, params, X)
+        return (params, X,
+                *v.check_targets(Y, spec.loss_name, dtype, X.shape[0], spec.n_outputs))
 
     def value_and_grad(self, spec: NetworkSpec, params: np.ndarray, X: np.ndarray,
                        Y: np.ndarray, *, sample_weight: object = None,
@@ -246,7 +248,7 @@ class CpuBackend:
                             v.raise_for_status(status, spec.n_outputs)
                         return loss, out
         check_finite = v.check_flag("check_finite", check_finite)
-        Y_rows, labels = self._targets(spec, params, X, Y)
+        params, X, Y_rows, labels = self._kernel_inputs(spec, params, X, Y)
         weights = self.sample_weights(spec, sample_weight, X.shape[0])
         if out is None:
             out = np.empty(spec.n_params, dtype=dtype)
@@ -269,7 +271,7 @@ class CpuBackend:
              sample_weight: object = None, check_finite: bool = True) -> float:
         """:meth:`fastprop.MLP.loss`."""
         check_finite = v.check_flag("check_finite", check_finite)
-        Y_rows, labels = self._targets(spec, params, X, Y)
+        params, X, Y_rows, labels = self._kernel_inputs(spec, params, X, Y)
         weights = self.sample_weights(spec, sample_weight, X.shape[0])
         work, n_threads = self.workspace(spec, X.shape[0])  # (loads the kernels first)
         status, loss = self._loss(spec.layout, spec.loss_id, params, X, Y_rows, labels, weights,
@@ -281,7 +283,7 @@ class CpuBackend:
                 check_finite: bool = True) -> np.ndarray:
         """:meth:`fastprop.MLP.forward`."""
         check_finite = v.check_flag("check_finite", check_finite)
-        check_inputs(spec, params, X)
+        params, X = kernel_inputs(spec, params, X)
         out = np.empty((X.shape[0], spec.n_outputs), dtype=spec.dtype)
         work, n_threads = self.workspace(spec, X.shape[0])  # (loads the kernels first)
         status = self._forward(spec.layout, params, X, check_finite, out, work, n_threads)
@@ -289,7 +291,9 @@ class CpuBackend:
         return out
 
 
-def check_inputs(spec: NetworkSpec, params: object, X: object) -> None:
-    """Check ``params`` and ``X`` for ``spec``'s network (:mod:`fastprop._validate`)."""
+def kernel_inputs(spec: NetworkSpec, params: object, X: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(params, X)`` checked for ``spec``'s network and as the kernels take them
+    (:mod:`fastprop._validate`)."""
     v.check_array("params", params, spec.dtype, spec.n_params)
     v.check_array("X", X, spec.dtype, None, spec.n_inputs)
+    return v.for_kernels(params), v.for_kernels(X)

@@ -34,7 +34,7 @@ def forbid_checked_path(monkeypatch):
     def fail(backend, *args):
         raise AssertionError(f"the checked path ran (backend {backend.name!r})")
 
-    monkeypatch.setattr(CpuBackend, "_targets", fail)
+    monkeypatch.setattr(CpuBackend, "_kernel_inputs", fail)
 
 
 def direct_calls(net, backend="matrix"):
@@ -116,7 +116,7 @@ def test_inputs_the_direct_path_cannot_take_are_checked(targets):
         with pytest.raises((TypeError, ValueError), match=match):
             net.value_and_grad(args.pop("params"), args.pop("X"), args.pop("Y"), **args)
     expected_loss, expected_grad = checked(net, params, X, Y)
-    if targets == "rows":  # read-only inputs: another overload (compiled once, for rows)
+    if targets == "rows":  # read-only inputs: aliased as writable each call, never direct
         frozen = [read_only(a) for a in (params, X, Y)]
         calls = len(direct_calls(net))
         for _ in range(2):
