@@ -162,7 +162,9 @@ def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
     lines = ["| backend | dtype | " + " | ".join(heading for _, heading in COLUMNS) + " |",
              "|---|---|" + "---:|" * len(COLUMNS)]
     for (backend, dtype), seconds in results.items():
-        cells = " | ".join("n/a" if math.isnan(seconds[key]) else f"{seconds[key]:.2f} s"
+        # (+ 0.0: a difference that rounds to zero prints as 0.00, not -0.00)
+        cells = " | ".join("n/a" if math.isnan(seconds[key]) else
+                           f"{round(seconds[key], 2) + 0.0:.2f} s"
                            for key, _ in COLUMNS)
         lines.append(f"| {backend} | {dtype} | {cells} |")
     return "\n".join(lines) + "\n"

@@ -65,10 +65,11 @@ def _entry_signatures(backend: str) -> dict[str, set]:
 
 @pytest.mark.parametrize("backend", ["matrix", "naive"])
 def test_read_only_inputs_and_labels_run_the_variant_of_writable_rows(backend):
-    """Read-only inputs (a memory map, a Dask chunk) reach the kernels as writable aliases, and
-    float rows and integer labels share one variant: after a call with writable float rows, the
-    same call with read-only arrays, or with labels, adds no overload to any entry point (a
-    compiled or a cached one), so nothing compiles again. The results are bitwise the same."""
+    """Read-only inputs (a memory map, a Dask chunk) reach the kernels as writable aliases,
+    misaligned ones as aligned copies, and float rows and integer labels share one variant: after
+    a call with writable float rows, the same call with read-only or misaligned arrays, or with
+    labels, adds no overload to any entry point (a compiled or a cached one), so nothing compiles
+    again. The results are the same (bitwise, for the same targets)."""
     net = fp.MLP([6, 8, 3], "tanh", "softmax", loss="cross_entropy", dtype=np.float32, l2=1e-3)
     params = net.init(seed=0)
     rng = np.random.default_rng(0)
@@ -89,6 +90,11 @@ def test_read_only_inputs_and_labels_run_the_variant_of_writable_rows(backend):
         assert net.loss(*frozen[:2], targets, backend=backend) == pytest.approx(expected_loss,
                                                                               rel=1e-6)
     loss, grad = net.value_and_grad(*frozen[:3], backend=backend)
+    assert loss == expected[0] and grad.tobytes() == expected[1].tobytes()
+    misaligned = np.frombuffer(bytearray(X.nbytes + 1), np.float32, X.size, 1).reshape(X.shape)
+    misaligned[:] = X
+    assert not misaligned.flags.aligned
+    loss, grad = net.value_and_grad(params, misaligned, Y, backend=backend)
     assert loss == expected[0] and grad.tobytes() == expected[1].tobytes()
     assert net.forward(*frozen[:2], backend=backend).tobytes() == expected_out.tobytes()
     assert _entry_signatures(backend) == before
