@@ -1,6 +1,6 @@
 """pytest's hooks and settings for the whole suite: the CUDA simulator switch, the hypothesis
-profiles, and the first-call tests running first. Shared helper functions live in
-``helpers.py`` (import them from there, not from this module)."""
+profiles, and the first-call tests running first (under pytest-xdist, alone). Shared helper
+functions live in ``helpers.py`` (import them from there, not from this module)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,26 @@ if shutil.which("nvidia-smi") is None and "NUMBA_ENABLE_CUDASIM" not in os.envir
 
 # Imported here, before any test module is collected, so that helpers.FRESH_NUMBA_CACHE sees
 # numba's disk cache before any test compiles.
-import helpers  # noqa: F401
+import pytest
+from helpers import FIRST_CALL_TEST, first_call_barrier, wait_for_first_calls
 from hypothesis import settings
 
 
 def pytest_collection_modifyitems(items: list) -> None:
     """Run the first-call tests (tests/tooling/test_first_call.py) first (see
-    :data:`helpers.FRESH_NUMBA_CACHE`)."""
+    :data:`helpers.FRESH_NUMBA_CACHE`); under pytest-xdist, hold the other workers' tests until
+    the first-call test has filled a fresh cache (:func:`helpers.first_call_barrier`)."""
     items.sort(key=lambda item: item.path.name != "test_first_call.py")
+    barrier = first_call_barrier()
+    if barrier is not None and any(item.name == FIRST_CALL_TEST for item in items):
+        barrier.touch()
+
+
+@pytest.fixture(autouse=True)
+def _after_the_first_calls(request: pytest.FixtureRequest) -> None:
+    """Every test but the first-call test starts once it has filled a fresh cache."""
+    if request.node.name != FIRST_CALL_TEST:
+        wait_for_first_calls()
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=40, deadline=None)

@@ -1,6 +1,8 @@
 """Shared test helpers: random problems for a network, the relative difference used throughout
 (max |a - b| over max |b|), the dtypes and backends the tests sweep, and whether numba's disk
-cache started empty.
+cache started empty
+(and the barrier that keeps pytest-xdist's other workers waiting while the first-call test fills
+it).
 
 Test modules import these with ``from helpers import ...`` (pytest puts ``tests/`` on
 ``sys.path``: ``pythonpath`` in pyproject.toml). The float64 oracle stays apart, in
@@ -10,6 +12,8 @@ Test modules import these with ``from helpers import ...`` (pytest puts ``tests/
 from __future__ import annotations
 
 import os
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +38,45 @@ def _numba_cache_is_empty() -> bool:
 #: first-call test then fills this cache from empty itself (it runs first), instead of compiling
 #: everything a second time in a cache of its own.
 FRESH_NUMBA_CACHE = _numba_cache_is_empty()
+
+#: The test that fills a fresh cache (``tooling/test_first_call.py``).
+FIRST_CALL_TEST = "test_first_call_of_a_fresh_process_with_an_empty_then_a_warm_cache"
+
+
+def first_call_barrier() -> Path | None:
+    """The file that holds the other pytest-xdist workers' tests while the first-call test fills
+    a fresh cache; None without workers or with a warm cache.
+
+    The first-call test must find the cache empty, and every other test then loads what it
+    compiled: a worker running tests beside it would compile the same kernels a second time, and
+    into the cache the test measures. Each worker creates the file after collecting the
+    first-call test (all of them collect before any test runs), every other test waits while it
+    exists (:func:`wait_for_first_calls`), and the first-call test removes it once the empty
+    pass is done (:func:`release_first_call_barrier`).
+    """
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not (FRESH_NUMBA_CACHE and run):
+        return None
+    return Path(tempfile.gettempdir()) / f"fastprop-tests-{run}.first-calls"
+
+
+#: How long a worker waits for the first-call test at most (if its worker died, say), seconds.
+FIRST_CALL_WAIT = 1800.0
+
+
+def wait_for_first_calls() -> None:
+    """Return once :func:`first_call_barrier` is gone (or after :data:`FIRST_CALL_WAIT`)."""
+    barrier = first_call_barrier()
+    deadline = time.monotonic() + FIRST_CALL_WAIT
+    while barrier is not None and barrier.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def release_first_call_barrier() -> None:
+    """Let the other workers' tests run (see :func:`first_call_barrier`)."""
+    barrier = first_call_barrier()
+    if barrier is not None:
+        barrier.unlink(missing_ok=True)
 
 
 def make_targets(net: fp.MLP, batch: int, kind: str, rng: np.random.Generator) -> np.ndarray:
