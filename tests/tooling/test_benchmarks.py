@@ -128,7 +128,10 @@ def test_metrics_are_measured(monkeypatch):
 def test_first_calls_are_measured_in_fresh_processes():
     seconds = compilation.first_call_seconds("matrix", "float32")
     assert set(seconds) == {key for key, _ in compilation.COLUMNS}
-    assert all(value > 0 for value in seconds.values()), seconds
+    extras = ("read_only", "labels")  # differences of two calls: about 0 when nothing compiles
+    assert all(value > 0 for key, value in seconds.items() if key not in extras), seconds
+    assert all(math.isfinite(seconds[key]) and seconds[key] < seconds["compile"]
+               for key in extras), seconds
     # Compiling takes longer than loading what was compiled.
     assert seconds["compile"] > seconds["warm_import"] + seconds["warm_first"], seconds
 
