@@ -11,13 +11,17 @@ imported, with one of two numba caches:
 For each backend and dtype:
 
 - with the empty cache, ``import fastprop`` plus the first ``value_and_grad`` (float target
-  rows), minus a second call: the compile time; then a call with a read-only ``X`` (a memory
-  map's type) and one with integer labels, each minus a warm call: what each new kind of
-  argument compiles;
+  rows), minus a second call: the compile time, and of it the time numba held LLVM's lock (LLVM
+  optimising and emitting machine code; the rest is numba's own typing and lowering); then a
+  call with a read-only ``X`` (a memory map's type) and one with integer labels, each minus a
+  warm call: what each new kind of argument compiles;
 - with the warm cache, each in a process of its own: the first ``value_and_grad`` (``import
   fastprop`` apart), the first ``fastprop.train(..., epochs=1)``, and the first ``fit`` of an
   ``MLPRegressor`` (the import of the estimators and of scikit-learn apart: any scikit-learn
-  estimator pays the latter).
+  estimator pays the latter);
+- what numba itself spends before it can load anything: its import and its CPU target's set-up
+  (the registries of its NumPy support, which import SciPy's linear algebra where SciPy is
+  installed), in a process of its own; every first call above includes it.
 
 ``python -m bench.compilation`` (from the repository root) prints the table, and with
 ``--markdown PATH`` writes it for the performance page. asv tracks each figure
@@ -67,11 +71,16 @@ def seconds(X, Y):
     net.value_and_grad(params, X, Y, backend={backend!r})
     return time.perf_counter() - start
 
-first = seconds(X, Y)
+from numba.core import event  # (numba's import is part of the first call)
+
+llvm = []
+with event.install_timer("numba:llvm_lock", llvm.append):
+    first = seconds(X, Y)
 second = seconds(X, Y)
 X_read_only = X.copy()
 X_read_only.flags.writeable = False
-print(json.dumps({{"import": imported - start, "first": first, "second": second,
+print(json.dumps({{"import": imported - start, "first": first, "llvm": llvm[0],
+                  "second": second,
                   "read_only": seconds(X_read_only, Y), "labels": seconds(X, labels)}}))
 """
 
@@ -94,15 +103,28 @@ with warnings.catch_warnings():
 print(json.dumps({{"fit": time.perf_counter() - start}}))
 """
 
+_NUMBA_START = """\
+import json, time
+import numpy as np
+import fastprop  # (both imported before the clock of every first call)
+start = time.perf_counter()
+import numba
+from numba.core.registry import cpu_target
+cpu_target.target_context.refresh()
+print(json.dumps({{"numba_start": time.perf_counter() - start}}))
+"""
+
 #: The table's columns: key, heading.
 COLUMNS = (
     ("compile", "empty cache: import + first gradient"),
+    ("compile_llvm", "of which LLVM"),
     ("read_only", "+ read-only X"),
     ("labels", "+ integer labels"),
     ("warm_import", "warm cache: import"),
     ("warm_first", "first gradient"),
     ("warm_train", "first train epoch"),
     ("warm_fit", "first fit"),
+    ("numba_start", "numba's import and set-up"),
 )
 
 
@@ -137,9 +159,10 @@ def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
     Returns
     -------
     dict
-        ``compile``, ``read_only`` and ``labels`` with an empty cache; ``warm_import``,
-        ``warm_first``, ``warm_train`` and ``warm_fit`` with a warm one (see the module
-        notes). ``warm_fit`` is NaN where scikit-learn is not installed.
+        ``compile``, ``compile_llvm``, ``read_only`` and ``labels`` with an empty cache;
+        ``warm_import``, ``warm_first``, ``warm_train`` and ``warm_fit`` with a warm one; and
+        ``numba_start`` (see the module notes). ``warm_fit`` is NaN where scikit-learn is not
+        installed.
     """
     with tempfile.TemporaryDirectory(prefix="fastprop-first-call-") as cache_dir:
         empty = _run(_GRADIENT, backend, dtype, cache_dir)
@@ -150,11 +173,12 @@ def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
         if importlib.util.find_spec("sklearn") is not None:
             _run(_FIT, backend, dtype, cache_dir)
             fit = _run(_FIT, backend, dtype, cache_dir)
+        numba_start = _run(_NUMBA_START, backend, dtype, cache_dir)
     base = empty["second"]
-    return {"compile": empty["import"] + empty["first"] - base,
+    return {"compile": empty["import"] + empty["first"] - base, "compile_llvm": empty["llvm"],
             "read_only": empty["read_only"] - base, "labels": empty["labels"] - base,
             "warm_import": warm["import"], "warm_first": warm["first"],
-            "warm_train": train["train"], "warm_fit": fit["fit"]}
+            "warm_train": train["train"], "warm_fit": fit["fit"], **numba_start}
 
 
 def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
@@ -193,6 +217,10 @@ class CompileTime:
         """Empty cache: import plus the first gradient, minus a second call."""
         return results[f"{backend}-{dtype}"]["compile"]
 
+    def track_first_call_llvm(self, results: dict, backend: str, dtype: str) -> float:
+        """Empty cache: of the first gradient's compile time, LLVM's share."""
+        return results[f"{backend}-{dtype}"]["compile_llvm"]
+
     def track_read_only_compile(self, results: dict, backend: str, dtype: str) -> float:
         """Empty cache, after the first call: a read-only ``X``, minus a warm call."""
         return results[f"{backend}-{dtype}"]["read_only"]
@@ -214,8 +242,13 @@ class CompileTime:
         NaN, which asv shows as missing, without scikit-learn."""
         return results[f"{backend}-{dtype}"]["warm_fit"]
 
-    for _track in (track_first_call_compile, track_read_only_compile, track_labels_compile,
-                   track_warm_first_gradient, track_warm_first_train, track_warm_first_fit):
+    def track_numba_start(self, results: dict, backend: str, dtype: str) -> float:
+        """numba's import and CPU target set-up in a new process, part of every first call."""
+        return results[f"{backend}-{dtype}"]["numba_start"]
+
+    for _track in (track_first_call_compile, track_first_call_llvm, track_read_only_compile,
+                   track_labels_compile, track_warm_first_gradient, track_warm_first_train,
+                   track_warm_first_fit, track_numba_start):
         _track.unit = "s"
     del _track
 
