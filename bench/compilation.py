@@ -15,13 +15,13 @@ For each backend and dtype:
   optimising and emitting machine code; the rest is numba's own typing and lowering); then a
   call with a read-only ``X`` (a memory map's type) and one with integer labels, each minus a
   warm call: what each new kind of argument compiles;
-- with the warm cache, each in a process of its own: the first ``value_and_grad`` (``import
-  fastprop`` apart), the first ``fastprop.train(..., epochs=1)``, and the first ``fit`` of an
-  ``MLPRegressor`` (the import of the estimators and of scikit-learn apart: any scikit-learn
-  estimator pays the latter);
+- with the warm cache, each in new processes (the median of :data:`WARM_RUNS`): the first
+  ``value_and_grad`` (``import fastprop`` apart), the first ``fastprop.train(..., epochs=1)``,
+  and the first ``fit`` of an ``MLPRegressor`` (the import of the estimators and of
+  scikit-learn apart: any scikit-learn estimator pays the latter);
 - what numba itself spends before it can load anything: its import and its CPU target's set-up
   (the registries of its NumPy support, which import SciPy's linear algebra where SciPy is
-  installed), in a process of its own; every first call above includes it.
+  installed), in new processes too; every first call above includes it.
 
 ``python -m bench.compilation`` (from the repository root) prints the table, and with
 ``--markdown PATH`` writes it for the performance page. asv tracks each figure
@@ -35,6 +35,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,10 @@ from pathlib import Path
 
 from .common import BACKENDS, DTYPES, Shape, skip_reason
 
+#: New processes per figure with the warm cache (their median is the figure): a process's first
+#: call varies by tenths of a second on a busy machine. The empty cache's figures are one
+#: process each (each compiles everything).
+WARM_RUNS = 3
 #: The network compiled for. Kernels are compiled per dtype and kind of argument, not per size,
 #: so any case compiles the same code; a small one keeps the calls themselves negligible.
 COMPILE_CASE = "16x32x4"
@@ -71,11 +76,13 @@ def seconds(X, Y):
     net.value_and_grad(params, X, Y, backend={backend!r})
     return time.perf_counter() - start
 
-from numba.core import event  # (numba's import is part of the first call)
+start_first = time.perf_counter()
+from numba.core import event  # (numba's import: part of the first call, as in any process)
 
 llvm = []
 with event.install_timer("numba:llvm_lock", llvm.append):
-    first = seconds(X, Y)
+    seconds(X, Y)
+first = time.perf_counter() - start_first
 second = seconds(X, Y)
 X_read_only = X.copy()
 X_read_only.flags.writeable = False
@@ -165,20 +172,25 @@ def first_call_seconds(backend: str, dtype: str) -> dict[str, float]:
         installed.
     """
     with tempfile.TemporaryDirectory(prefix="fastprop-first-call-") as cache_dir:
+        def warm(template: str, key: str) -> float:
+            """The median of :data:`WARM_RUNS` new processes' ``key``."""
+            return statistics.median(_run(template, backend, dtype, cache_dir)[key]
+                                     for _ in range(WARM_RUNS))
+
         empty = _run(_GRADIENT, backend, dtype, cache_dir)
-        warm = _run(_GRADIENT, backend, dtype, cache_dir)
+        seconds = {"warm_import": warm(_GRADIENT, "import"),
+                   "warm_first": warm(_GRADIENT, "first")}
         _run(_TRAIN, backend, dtype, cache_dir)  # (compiles the training epoch)
-        train = _run(_TRAIN, backend, dtype, cache_dir)
-        fit = {"fit": math.nan}
+        seconds["warm_train"] = warm(_TRAIN, "train")
+        seconds["warm_fit"] = math.nan
         if importlib.util.find_spec("sklearn") is not None:
             _run(_FIT, backend, dtype, cache_dir)
-            fit = _run(_FIT, backend, dtype, cache_dir)
-        numba_start = _run(_NUMBA_START, backend, dtype, cache_dir)
+            seconds["warm_fit"] = warm(_FIT, "fit")
+        seconds["numba_start"] = warm(_NUMBA_START, "numba_start")
     base = empty["second"]
     return {"compile": empty["import"] + empty["first"] - base, "compile_llvm": empty["llvm"],
             "read_only": empty["read_only"] - base, "labels": empty["labels"] - base,
-            "warm_import": warm["import"], "warm_first": warm["first"],
-            "warm_train": train["train"], "warm_fit": fit["fit"], **numba_start}
+            **seconds}
 
 
 def table(results: dict[tuple[str, str], dict[str, float]]) -> str:
