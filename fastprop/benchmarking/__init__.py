@@ -7,6 +7,7 @@ Not part of fastprop's API, and not imported by ``import fastprop``. One module 
 - :mod:`.peers`: other libraries' gradients, and the GEMM floor;
 - :mod:`.timing`: several calls timed side by side in interleaved rounds;
 - :mod:`.comparison`: a comparison, checked then timed (``fastprop compare``);
+- :mod:`.compile_ahead`: the kernels a case needs, compiled in new processes side by side;
 - :mod:`.results`, :mod:`.report`, :mod:`.markdown`, :mod:`.plot`: what it found and writes;
 - :mod:`.machine`: where it ran.
 """

@@ -2,7 +2,8 @@
 process.
 
 For each case every contender is built on the case's problem (:mod:`.problems`), warmed up
-(compilation is never timed) and checked: its loss and gradient must match a float64 NumPy
+(compilation is never timed; the CPU backends' new kernels are compiled first, side by side, by
+:mod:`.compile_ahead`) and checked: its loss and gradient must match a float64 NumPy
 backprop to 1e-10 (float64) or 1e-4 (float32), relative to the largest entry, or it is reported
 as WRONG and not timed. Then all are timed together, in interleaved rounds (:mod:`.timing`), and
 medians are reported (:mod:`.report`).
@@ -24,6 +25,7 @@ from ..cuda import runtime as cuda_runtime
 from ..network import MLP
 from . import distributed, peers
 from .cases import Case, Target
+from .compile_ahead import compile_ahead
 from .machine import machine, machine_note
 from .problems import problem
 from .report import Outputs, table, verdicts, write_outputs
@@ -177,6 +179,7 @@ def run(cases: Sequence[Case], names: Sequence[str], baseline: str, budget_s: fl
     with tqdm(cases, desc="compare", unit="case", disable=not progress) as bar:
         for case in bar:
             bar.set_postfix_str(case.label)
+            compile_ahead(case, names)
             results.extend(run_case(case, names, budget_s, max_call_s))
     print(table(results, names, baseline))
     uses_gpu = any(BACKENDS[name].device if name in BACKENDS else name in peers.GPU_PEERS

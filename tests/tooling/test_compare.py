@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shlex
+import subprocess
+import sys
 
 import numba
 import numpy as np
 import pytest
 
 import fastprop as fp
+from fastprop.benchmarking import compile_ahead as compile_ahead_module
 from fastprop.benchmarking import markdown
 from fastprop.benchmarking.cases import PRESETS, Case, Shape, cross, parse_shapes
 from fastprop.benchmarking.machine import machine
+from fastprop.benchmarking.problems import problem
 from fastprop.benchmarking.report import Outputs
 from fastprop.benchmarking.results import Result
 from fastprop.benchmarking.timing import Timings
@@ -266,3 +271,45 @@ def test_compare_times_the_distributed_gradient(tmp_path, capsys):
                      r"-?[\d.]+ us over matrix's", out), out
     dask = [r for r in json.loads(json_path.read_text())["results"] if r["name"] == "dask"]
     assert len(dask) == 1 and dask[0]["status"] == "ok" and dask[0]["error"] <= 1e-10
+
+
+#: With an empty numba cache: compile a case's kernels ahead, then run them here, where they
+#: must load from the cache that the processes of compile_ahead filled.
+COMPILE_AHEAD = """
+import numpy as np
+import fastprop as fp
+from fastprop.benchmarking.cases import Case
+from fastprop.benchmarking.compile_ahead import compile_ahead
+from fastprop.benchmarking.problems import problem
+
+case = Case.of("1x8x2", "float32")
+compile_ahead(case, ["matrix", "naive", "numpy"])
+net, params, X, Y = problem(case)
+for backend in ("matrix", "naive"):
+    net.value_and_grad(params, X, Y, backend=backend, out=np.empty_like(params))
+    kernel = fp.BACKENDS[backend].gradient_kernel(net.spec, case.batch)[0]
+    stats = kernel.stats
+    assert any(stats.cache_hits.values()) and not any(stats.cache_misses.values()), stats
+"""
+
+
+def test_new_kernels_are_compiled_ahead_in_other_processes(tmp_path):
+    done = subprocess.run([sys.executable, "-c", COMPILE_AHEAD], capture_output=True, text=True,
+                          env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)), timeout=900,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_kernels_this_process_has_are_not_compiled_ahead(monkeypatch):
+    case = Case.of("1x8x2", "float64")
+    net, params, X, Y = problem(case)
+    for backend in ("matrix", "naive"):
+        net.value_and_grad(params, X, Y, backend=backend, out=np.empty_like(params))
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"started a process: {args}")
+
+    monkeypatch.setattr(compile_ahead_module.subprocess, "run", no_process)
+    compile_ahead_module.compile_ahead(case, ["matrix", "naive", "numpy"])
+    # (one new kernel compiles where it runs: no process either)
+    compile_ahead_module.compile_ahead(Case.of("1x8x2", "float32"), ["matrix", "numpy"])
